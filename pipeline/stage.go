@@ -1,0 +1,73 @@
+// Package pipeline runs a recipe's stages (data, harvest, train, quantize,
+// eval, publish) in a run folder, with caching, resume and progress.
+package pipeline
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/distillery/distillery/recipes"
+)
+
+// Order is the fixed order of the stages. Each stage may use the outputs of
+// every stage before it.
+var Order = []string{"data", "harvest", "train", "quantize", "eval", "publish"}
+
+// Stage is one step of a run. Implementations live next to the package
+// that does the work and are registered in Stages.
+type Stage interface {
+	// Name is one of Order.
+	Name() string
+	// Key says what, besides upstream outputs, determines the stage's
+	// result: typically its recipe section and the hashes of files it
+	// reads. Two runs with equal keys may share the result.
+	Key(ctx context.Context, r *recipes.Recipe) (Key, error)
+	// Run does the work, writing outputs into sc.Dir. It must honour ctx and
+	// may find partial work of an interrupted earlier attempt in sc.Dir.
+	Run(ctx context.Context, sc *StageContext) error
+}
+
+// Key is a stage's cache key material.
+type Key struct {
+	// Version changes when the stage's code changes its outputs.
+	Version string
+	// Config is JSON-encodable settings, usually the recipe section.
+	Config any
+	// Inputs maps files read from outside the run folder to their sha256.
+	Inputs map[string]string
+}
+
+// StageContext is what a running stage sees.
+type StageContext struct {
+	Recipe *recipes.Recipe
+	RunID  string
+	RunDir string
+	// Dir is the stage's own output folder (RunDir/<name>).
+	Dir string
+	// Upstream holds the records of the stages before this one.
+	Upstream map[string]*StageRecord
+	Log      *slog.Logger
+
+	summary  map[string]any
+	progress func(done, total int64, unit string)
+}
+
+// Progress reports how far the stage is; total may be 0 when unknown.
+func (sc *StageContext) Progress(done, total int64, unit string) {
+	if sc.progress != nil {
+		sc.progress(done, total, unit)
+	}
+}
+
+// Summarize records a figure shown in the manifest and by `runs show`.
+func (sc *StageContext) Summarize(key string, value any) {
+	if sc.summary == nil {
+		sc.summary = map[string]any{}
+	}
+	sc.summary[key] = value
+}
+
+// UpstreamFile returns the absolute path of an output of an earlier stage.
+func (sc *StageContext) UpstreamFile(stage, name string) string {
+	return sc.RunDir + "/" + stage + "/" + name
+}

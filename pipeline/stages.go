@@ -1,0 +1,9 @@
+package pipeline
+
+// Stages returns the built stages. A stage of Order that is missing here is
+// reported as "not built yet" and ends the run there.
+func Stages() map[string]Stage {
+	return map[string]Stage{
+		"data": DataStage{},
+	}
+}
