@@ -185,6 +185,7 @@ func TestPublishRejectsBadInput(t *testing.T) {
 		{"reserved file name", "m", "v1", []File{{Path: ok[0].Path, Name: "release.json"}}},
 		{"duplicate file", "m", "v1", []File{{Path: ok[0].Path, Name: "a"}, {Path: ok[0].Path, Name: "a"}}},
 		{"file and folder", "m", "v1", []File{{Path: ok[0].Path, Name: "a"}, {Path: ok[0].Path, Name: "a/b"}}},
+		{"no files", "m", "v1", nil},
 		{"missing local file", "m", "v1", []File{{Path: "/does/not/exist", Name: "a"}}},
 	}
 	for _, tc := range tests {

@@ -25,6 +25,7 @@ type s3Store struct {
 	partSize   uint64
 	progress   ProgressFunc
 	credSource string // which env vars the credentials came from; "" = anonymous
+	endpoint   string // host[:port], for messages
 }
 
 // metaSHA256 is the user metadata key (x-amz-meta-sha256) holding the hex
@@ -110,7 +111,7 @@ func openS3(ctx context.Context, rest string, opts Options) (*s3Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	s.credSource = src
+	s.credSource, s.endpoint = src, host
 	region := opts.Region
 	for _, env := range []string{"AWS_REGION", "AWS_DEFAULT_REGION"} {
 		if region == "" {
@@ -160,6 +161,10 @@ func (s *s3Store) probe(ctx context.Context) error {
 	defer cancel()
 	for obj := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.full(""), MaxKeys: 1}) {
 		if obj.Err != nil {
+			var er minio.ErrorResponse
+			if !errors.As(obj.Err, &er) {
+				return fmt.Errorf("%s: cannot reach S3 endpoint %s: %w", s.URL(), s.endpoint, obj.Err)
+			}
 			return s.s3Err(s.URL(), obj.Err)
 		}
 		break
@@ -186,45 +191,47 @@ func (s *s3Store) where(key string) string { return s.URL() + "/" + key }
 
 // Put uploads r to key with its sha256 as x-amz-meta-sha256. Metadata has
 // to be sent before the data, so the hash is computed first: by reading a
-// seekable r twice, or else by spooling r into a temp file. The hash is
-// computed again while streaming (catching a source changed underneath),
-// and the object is read back and hashed after upload.
+// seekable r twice, or else by spooling r into a temp file while hashing.
+// The upload hashes the data again as it streams (catching a source that
+// changed underneath), and the object is then read back and hashed.
 func (s *s3Store) Put(ctx context.Context, key string, r io.Reader, size int64) (Object, error) {
 	op := "s3 put " + s.where(key)
 	if err := ValidateKey(key); err != nil {
 		return Object{}, fmt.Errorf("s3 put: %w", err)
 	}
-	rs, ok := r.(io.ReadSeeker)
-	if !ok {
+	var sum string
+	var n int64
+	if rs, ok := r.(io.ReadSeeker); ok {
+		start, err := rs.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return Object{}, fmt.Errorf("%s: %w", op, err)
+		}
+		if sum, n, err = hashAll(ctx, rs); err != nil {
+			return Object{}, fmt.Errorf("%s: hash: %w", op, err)
+		}
+		if _, err := rs.Seek(start, io.SeekStart); err != nil {
+			return Object{}, fmt.Errorf("%s: %w", op, err)
+		}
+	} else {
 		f, err := os.CreateTemp("", "distillery-s3-put-*")
 		if err != nil {
 			return Object{}, fmt.Errorf("%s: spool: %w", op, err)
 		}
 		defer os.Remove(f.Name())
 		defer f.Close()
-		if _, err := io.Copy(f, newHashReader(ctx, r, key, size, nil)); err != nil {
+		hr := newHashReader(ctx, r, key, size, nil)
+		if _, err := io.Copy(f, hr); err != nil {
 			return Object{}, fmt.Errorf("%s: spool: %w", op, err)
 		}
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return Object{}, fmt.Errorf("%s: spool: %w", op, err)
 		}
-		rs = f
-	}
-	start, err := rs.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return Object{}, fmt.Errorf("%s: %w", op, err)
-	}
-	sum, n, err := hashAll(ctx, rs)
-	if err != nil {
-		return Object{}, fmt.Errorf("%s: hash: %w", op, err)
+		r, sum, n = f, hr.Sum(), hr.n
 	}
 	if size >= 0 && n != size {
 		return Object{}, fmt.Errorf("%s: size mismatch: read %d bytes, expected %d", op, n, size)
 	}
-	if _, err := rs.Seek(start, io.SeekStart); err != nil {
-		return Object{}, fmt.Errorf("%s: %w", op, err)
-	}
-	return s.putHashed(ctx, key, rs, n, sum)
+	return s.putHashed(ctx, key, r, n, sum)
 }
 
 // putHashed uploads exactly size bytes of r, whose sha256 is sum.
@@ -234,7 +241,7 @@ func (s *s3Store) putHashed(ctx context.Context, key string, r io.Reader, size i
 	info, err := s.client.PutObject(ctx, s.bucket, s.full(key), hr, size, minio.PutObjectOptions{
 		UserMetadata: map[string]string{metaSHA256: sum},
 		ContentType:  "application/octet-stream",
-		PartSize:     s.partSize,
+		PartSize:     partSizeFor(size, s.partSize),
 	})
 	if err != nil {
 		s.abortUploads(ctx, key)
@@ -262,6 +269,22 @@ func (s *s3Store) putHashed(ctx context.Context, key string, r io.Reader, size i
 		return bad("verify: stored object has sha256 %s and %d bytes, expected %s and %d", obj.SHA256, obj.Size, sum, size)
 	}
 	return obj, nil
+}
+
+// maxParts is S3's limit on the number of parts of one multipart upload.
+const maxParts = 10000
+
+// partSizeFor returns the configured part size, raised (to a whole MiB)
+// when size would otherwise need more than maxParts parts.
+func partSizeFor(size int64, configured uint64) uint64 {
+	if size <= 0 {
+		return configured
+	}
+	need := (uint64(size) + maxParts - 1) / maxParts
+	if need <= configured {
+		return configured
+	}
+	return (need + 1<<20 - 1) &^ (1<<20 - 1)
 }
 
 // abortUploads aborts unfinished multipart uploads of key, best effort:

@@ -345,3 +345,28 @@ func TestS3ErrorMapping(t *testing.T) {
 		t.Errorf("non-S3 error: %v", err)
 	}
 }
+
+func TestPartSizeFor(t *testing.T) {
+	const mib = 1 << 20
+	tests := []struct {
+		size       int64
+		configured uint64
+		want       uint64
+	}{
+		{-1, 16 * mib, 16 * mib},
+		{0, 16 * mib, 16 * mib},
+		{40 * mib, 5 * mib, 5 * mib},
+		{10000 * 16 * mib, 16 * mib, 16 * mib}, // exactly 10000 parts
+		{10000*16*mib + 1, 16 * mib, 17 * mib}, // one byte more
+		{1 << 40, 16 * mib, 105 * mib},         // 1 TiB
+	}
+	for _, tc := range tests {
+		got := partSizeFor(tc.size, tc.configured)
+		if got != tc.want {
+			t.Errorf("partSizeFor(%d, %d) = %d, want %d", tc.size, tc.configured, got, tc.want)
+		}
+		if tc.size > 0 && (uint64(tc.size)+got-1)/got > maxParts {
+			t.Errorf("partSizeFor(%d) = %d needs more than %d parts", tc.size, got, maxParts)
+		}
+	}
+}

@@ -62,3 +62,21 @@ func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
+
+// progressReader reports bytes read to a ProgressFunc.
+type progressReader struct {
+	r        io.Reader
+	name     string
+	done     int64
+	total    int64
+	progress ProgressFunc
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.done += int64(n)
+		p.progress(p.name, p.done, p.total)
+	}
+	return n, err
+}

@@ -27,7 +27,7 @@ func dataCommand() *cli.Command {
 				Description: "Each SOURCE is a file; append :train, :val or :test to put all its rows in one split.\n" +
 					"Other rows are split by a hash of their id, so adding rows never moves existing ones.",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "canonical Parquet file to write"},
+					&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "canonical Parquet file to write (required)"},
 					&cli.StringFlag{Name: "format", Value: "auto", Usage: "auto, jsonl, csv or parquet"},
 					&cli.StringFlag{Name: "text-field", Value: "text", Usage: "field holding the text"},
 					&cli.StringFlag{Name: "label-field", Usage: "field holding a label"},
@@ -64,6 +64,9 @@ func dataCommand() *cli.Command {
 func dataImport(c *cli.Context) error {
 	if c.NArg() == 0 {
 		return usageError("data import: give at least one source file")
+	}
+	if c.String("out") == "" {
+		return usageError("data import: --out FILE is required")
 	}
 	fr, err := parseFractions(c.String("split"))
 	if err != nil {

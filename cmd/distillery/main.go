@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"syscall"
@@ -60,7 +61,8 @@ func exitCode(err error) int {
 	case errors.Is(err, pipeline.ErrQualityGate):
 		return exitGate
 	case errors.As(err, &rerrs), errors.As(err, &rowErrs), errors.As(err, &rowErr),
-		errors.Is(err, pipeline.ErrInvalidInput):
+		errors.Is(err, pipeline.ErrInvalidInput), errors.Is(err, fs.ErrNotExist):
+		// A missing input file is the user's input too.
 		return exitInvalid
 	case errors.As(err, &exit):
 		return exit.ExitCode()

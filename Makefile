@@ -1,0 +1,64 @@
+# distillery: make demo runs the quickstart on embedded defaults, make test runs the tests.
+
+SHELL := /bin/bash
+GO ?= go
+
+# compute's AVX2 matmul kernels need the simd experiment (2-3x faster on CPU),
+# and the parallel Go-backend scheduler deadlocks on 2 cores.
+export GOEXPERIMENT ?= simd
+export GOMLX_BACKEND ?= go:ops_sequential
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.buildVersion=$(VERSION)
+BIN := bin/distillery
+GOBIN := $(shell $(GO) env GOPATH)/bin
+VERSITYGW := $(GOBIN)/versitygw
+VERSITYGW_VERSION := v1.8.0
+
+# Packages with goroutines run under the race detector.
+RACE_PKGS := ./pipeline/... ./store/... ./datasets/...
+ALL_PKGS = $(shell $(GO) list ./...)
+OTHER_PKGS = $(filter-out $(shell $(GO) list $(RACE_PKGS)),$(ALL_PKGS))
+
+.PHONY: all build demo test bench fuzz lint tools docs clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/distillery
+
+demo: build
+	$(BIN) validate recipes/examples/*.yaml
+	$(BIN) run --progress json recipes/examples/quickstart.yaml
+	$(BIN) runs list --recipe fine-foods-sentiment
+
+# The real S3 server (versitygw, Apache-2.0) the store tests start on loopback.
+tools: $(VERSITYGW)
+
+$(VERSITYGW):
+	$(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+test: tools
+	$(GO) vet ./...
+	DISTILLERY_REQUIRE_S3=1 PATH="$(GOBIN):$$PATH" $(GO) test -race $(RACE_PKGS)
+	$(GO) test $(OTHER_PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./datasets/...
+	$(GO) test -run '^$$' -bench . -benchmem $(OTHER_PKGS)
+
+# Short coverage-guided runs of every fuzz target (count-based: reproducible length).
+fuzz:
+	$(GO) test ./recipes -run '^$$' -fuzz FuzzParse -fuzztime 20000x -parallel 1
+	$(GO) test ./datasets -run '^$$' -fuzz FuzzReadJSONLRow -fuzztime 20000x -parallel 1
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+
+docs:
+	$(GO) test ./recipes -run TestReference -update
+
+clean:
+	rm -rf bin runs published
