@@ -29,7 +29,7 @@ build:
 
 demo: build
 	$(BIN) validate recipes/examples/*.yaml
-	$(BIN) run --progress json recipes/examples/quickstart.yaml
+	$(BIN) run recipes/examples/quickstart.yaml
 	$(BIN) runs list --recipe fine-foods-sentiment
 
 # The real S3 server (versitygw, Apache-2.0) the store tests start on loopback.

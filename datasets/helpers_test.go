@@ -72,8 +72,8 @@ func mustNotExist(t *testing.T, path string) {
 	}
 }
 
-// SHA256Hex is the hex SHA-256 of s.
-func SHA256Hex(s string) string {
+// sha256Hex is the hex SHA-256 of s.
+func sha256Hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
 }

@@ -1,7 +1,6 @@
 package datasets
 
 import (
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,10 +8,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
-	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/distillery/distillery/store"
@@ -155,51 +151,6 @@ func (o *ImportOptions) check() error {
 	return nil
 }
 
-func sameFile(a, b string) bool {
-	if filepath.Clean(a) == filepath.Clean(b) {
-		return true
-	}
-	ia, err1 := os.Stat(a)
-	ib, err2 := os.Stat(b)
-	return err1 == nil && err2 == nil && os.SameFile(ia, ib)
-}
-
-// formatOf resolves a source's format: "jsonl", "csv", "parquet", with a
-// ".gz" suffix ("jsonl.gz", "csv.gz") when auto-detected as gzip-compressed.
-func formatOf(s Source) (string, error) {
-	switch f := strings.ToLower(s.Format); f {
-	case "jsonl", "csv", "parquet":
-		if strings.HasSuffix(strings.ToLower(s.Path), ".gz") && f != "parquet" {
-			return f + ".gz", nil
-		}
-		return f, nil
-	case "", "auto":
-		name := strings.ToLower(s.Path)
-		gz := strings.HasSuffix(name, ".gz")
-		name = strings.TrimSuffix(name, ".gz")
-		var f string
-		switch filepath.Ext(name) {
-		case ".jsonl", ".ndjson", ".json":
-			f = "jsonl"
-		case ".csv":
-			f = "csv"
-		case ".parquet", ".pq":
-			if gz {
-				return "", fmt.Errorf("%s: gzip-compressed Parquet is not supported (Parquet compresses internally)", s.Path)
-			}
-			f = "parquet"
-		default:
-			return "", fmt.Errorf("%s: cannot tell the format from the extension %q; set the format to jsonl, csv or parquet", s.Path, filepath.Ext(name))
-		}
-		if gz {
-			f += ".gz"
-		}
-		return f, nil
-	default:
-		return "", fmt.Errorf("%s: unknown format %q (want auto, jsonl, csv or parquet)", s.Path, s.Format)
-	}
-}
-
 // zstdCodec compresses written Parquet pages. The fastest zstd level
 // compresses text about as well as the default level here at half the
 // CPU cost, which dominates import time.
@@ -302,49 +253,6 @@ func (im *importer) importSource(ctx context.Context, src Source) error {
 	}
 }
 
-// openSource opens a source file and the reader for its format.
-func openSource(src Source, fields fieldNames) (rowReader, func() error, error) {
-	format, err := formatOf(src)
-	if err != nil {
-		return nil, nil, err
-	}
-	if format == "parquet" {
-		pf, f, err := openParquet(src.Path)
-		if err != nil {
-			return nil, nil, err
-		}
-		pr, err := newParquetReader(src.Path, pf, fields)
-		if err != nil {
-			f.Close()
-			return nil, nil, err
-		}
-		return pr, func() error { pr.closeCursors(); return f.Close() }, nil
-	}
-	f, err := os.Open(src.Path)
-	if err != nil {
-		return nil, nil, err
-	}
-	var r io.Reader = f
-	if strings.HasSuffix(format, ".gz") {
-		zr, err := gzip.NewReader(f)
-		if err != nil {
-			f.Close()
-			return nil, nil, fmt.Errorf("%s: %w", src.Path, err)
-		}
-		r = zr
-		format = strings.TrimSuffix(format, ".gz")
-	}
-	if format == "csv" {
-		cr, err := newCSVReader(src.Path, r, fields)
-		if err != nil {
-			f.Close()
-			return nil, nil, err
-		}
-		return cr, f.Close, nil
-	}
-	return newJSONLReader(src.Path, r, fields), f.Close, nil
-}
-
 // add validates one row and queues it for writing. A bad row gives a RowError.
 func (im *importer) add(src Source, base string, r rawRow) error {
 	bad := func(field, msg string) error {
@@ -441,23 +349,23 @@ func (im *importer) flush() error {
 func (im *importer) finishWarnings() {
 	w := &im.res.Warnings
 	if im.res.Invalid > 0 {
-		*w = append(*w, fmt.Sprintf("skipped %d invalid rows", im.res.Invalid))
+		*w = append(*w, fmt.Sprintf("skipped %s", plural(im.res.Invalid, "invalid row")))
 	}
 	if im.repeats > 0 {
-		msg := fmt.Sprintf("%d rows repeat the text of an earlier row (after normalisation)", im.repeats)
+		msg := fmt.Sprintf("%s the text of an earlier row (after normalisation)", plural(im.repeats, "row repeats", "rows repeat"))
 		if im.opts.IDField == "" {
 			msg += " and so share its id"
 		}
 		*w = append(*w, msg+"; set Dedupe to drop them")
 	}
 	if im.leaks > 0 {
-		*w = append(*w, fmt.Sprintf("%d texts appear in more than one split (fixed-split sources overlap); set Dedupe to keep only the first", im.leaks))
+		*w = append(*w, fmt.Sprintf("%s in more than one split (fixed-split sources overlap); set Dedupe to keep only the first", plural(im.leaks, "text appears", "texts appear")))
 	}
 	if im.dupIDs > 0 {
-		*w = append(*w, fmt.Sprintf("%d rows repeat the %q of an earlier row", im.dupIDs, im.opts.IDField))
+		*w = append(*w, fmt.Sprintf("%s the %q of an earlier row", plural(im.dupIDs, "row repeats", "rows repeat"), im.opts.IDField))
 	}
 	if im.noLabel > 0 {
-		*w = append(*w, fmt.Sprintf("%d rows have no %q", im.noLabel, im.opts.LabelField))
+		*w = append(*w, fmt.Sprintf("%s no %q", plural(im.noLabel, "row has", "rows have"), im.opts.LabelField))
 	}
 	if im.opts.LabelField != "" && len(im.res.ByLabel) == 1 {
 		*w = append(*w, "every labelled row has the same label")
@@ -482,12 +390,14 @@ func (im *importer) anyHashed() bool {
 	return false
 }
 
-// sortedKeys returns the keys of m in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+// plural formats n with the singular or plural phrase ("1 row has",
+// "3 rows have"); a lone phrase gets an "s" in the plural.
+func plural(n int64, one string, many ...string) string {
+	if n == 1 {
+		return "1 " + one
 	}
-	sort.Strings(keys)
-	return keys
+	if len(many) > 0 {
+		return fmt.Sprintf("%d %s", n, many[0])
+	}
+	return fmt.Sprintf("%d %ss", n, one)
 }

@@ -35,10 +35,10 @@ func TestImportBadRows(t *testing.T) {
 		row   int64  // expected RowError.Row; -1 = not a RowError
 		field string
 	}{
-		{"invalid JSON", jsonl(`{"text": "ok"}`+"\n"+`{"text": "a"`), nil, `:2: invalid JSON: unexpected end of JSON input`, 2, ""},
+		{"invalid JSON", jsonl(`{"text": "ok"}` + "\n" + `{"text": "a"`), nil, `:2: invalid JSON: unexpected end of JSON input`, 2, ""},
 		{"JSON array file", jsonl(`[{"text": "a"},`), nil, `:1: invalid JSON:`, 1, ""},
-		{"not an object", jsonl(`{"text": "ok"}`+"\n\n"+`["text", "a"]`), nil, `:3: row is a JSON array, want an object`, 3, ""},
-		{"bad UTF-8", jsonl(`{"text": "ok"}`+"\n"+`{"text": "ok"}`+"\n"+"{\"text\": \"caf\xe9\"}"), nil, `:3: invalid UTF-8 at byte 14`, 3, ""},
+		{"not an object", jsonl(`{"text": "ok"}` + "\n\n" + `["text", "a"]`), nil, `:3: row is a JSON array, want an object`, 3, ""},
+		{"bad UTF-8", jsonl(`{"text": "ok"}` + "\n" + `{"text": "ok"}` + "\n" + "{\"text\": \"caf\xe9\"}"), nil, `:3: invalid UTF-8 at byte 14`, 3, ""},
 		{"missing text", jsonl(`{"body": "x", "id": 1}`), nil, `:1: field "text": missing (row has fields: "body", "id")`, 1, "text"},
 		{"empty text", jsonl(`{"text": "fine"}` + "\n" + `{"text": ""}`), nil, `:2: field "text": empty text`, 2, "text"},
 		{"whitespace text", jsonl(`{"text": " \t\u00a0\n "}`), nil, `:1: field "text": text is only white space`, 1, "text"},
@@ -319,7 +319,7 @@ func TestImportContentIDsAndDedupe(t *testing.T) {
 	var kept []key
 	for _, e := range ex {
 		kept = append(kept, key{e.Source, e.Row})
-		if want := "h" + SHA256Hex(Normalize(e.Text))[:16]; e.ID != want {
+		if want := "h" + sha256Hex(Normalize(e.Text))[:16]; e.ID != want {
 			t.Errorf("row %d: id %s, want %s", e.Row, e.ID, want)
 		}
 	}
@@ -367,7 +367,7 @@ func TestImportFixedSplits(t *testing.T) {
 	if want := map[string]int64{"train": 50, "test": 51}; !maps.Equal(res.BySplit, want) {
 		t.Errorf("by split %v, want %v", res.BySplit, want)
 	}
-	if !slices.Contains(res.Warnings, "1 texts appear in more than one split (fixed-split sources overlap); set Dedupe to keep only the first") {
+	if !slices.Contains(res.Warnings, "1 text appears in more than one split (fixed-split sources overlap); set Dedupe to keep only the first") {
 		t.Errorf("warnings %q lack the overlap warning", res.Warnings)
 	}
 	test2, err := ReadSplit(out, "test")

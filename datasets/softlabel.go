@@ -147,7 +147,7 @@ func (s SoftLabel) validate() error {
 			sum += p
 		}
 		if math.Abs(sum-1) > massSlack {
-			return fmt.Errorf("label_dist sums to %v, want 1", sum)
+			return fmt.Errorf("label_dist sums to %.4g, want 1", sum)
 		}
 		if s.Label != "" && !hasLabel {
 			return fmt.Errorf("label %q is not in label_dist", s.Label)

@@ -107,10 +107,10 @@ func TestNormalize(t *testing.T) {
 		{"Hello World", "hello world"},
 		{"  Hello \t\r\n  World  ", "hello world"},
 		{"\u00a0Non\u2003breaking\u3000spaces\u0085", "non breaking spaces"},
-		{"Cafe\u0301", "caf\u00e9"},           // NFD -> NFC
-		{"CAF\u00c9", "caf\u00e9"},            // non-ASCII upper case
-		{"ΣΊΣΥΦΟΣ", "σίσυφοσ"},                // per-rune lower case, as strings.ToLower
-		{"ﬁ ligature", "ﬁ ligature"},          // NFC keeps compatibility characters
+		{"Cafe\u0301", "caf\u00e9"},  // NFD -> NFC
+		{"CAF\u00c9", "caf\u00e9"},   // non-ASCII upper case
+		{"ΣΊΣΥΦΟΣ", "σίσυφοσ"},       // per-rune lower case, as strings.ToLower
+		{"ﬁ ligature", "ﬁ ligature"}, // NFC keeps compatibility characters
 		{"tab\tand\vform\ffeed", "tab and form feed"},
 	} {
 		if got := Normalize(tc.in); got != tc.want {

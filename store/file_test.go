@@ -252,7 +252,7 @@ func TestFileAtomicity(t *testing.T) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
 			}
 			if got := readKey(t, s, "m/obj"); !bytes.Equal(got, old) {
-				t.Fatalf("content = %q, want old %q", got, old)
+				t.Fatalf("content = %.40q (%d bytes), want old %q", got, len(got), old)
 			}
 			entries, err := os.ReadDir(filepath.Join(dir, "m"))
 			if err != nil {

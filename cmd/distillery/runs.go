@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -127,7 +128,13 @@ func summaryText(s map[string]any) string {
 	sort.Strings(keys)
 	var parts []string
 	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s=%v", k, s[k]))
+		v := s[k]
+		switch v.(type) {
+		case map[string]any, map[string]int64, []any:
+			b, _ := json.Marshal(v)
+			v = string(b)
+		}
+		parts = append(parts, fmt.Sprintf("%s=%v", k, v))
 	}
 	return strings.Join(parts, " ")
 }
