@@ -8,11 +8,13 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/distillery/distillery/datasets"
+	"github.com/distillery/distillery/pipeline"
 )
 
 func dataCommand() *cli.Command {
@@ -84,9 +86,22 @@ func dataImport(c *cli.Context) error {
 		}
 		opts.Sources = append(opts.Sources, src)
 	}
+	rep, err := reporter("auto", c.Bool("json"))
+	if err != nil {
+		return err
+	}
+	if rep != nil {
+		rep.Report(pipeline.Event{Time: time.Now(), Stage: "import", Event: "start"})
+		opts.Progress = func(rows int64) {
+			rep.Report(pipeline.Event{Time: time.Now(), Stage: "import", Event: "progress", Done: rows, Unit: "rows"})
+		}
+	}
 	res, err := datasets.Import(c.Context, opts)
 	if err != nil {
 		return err
+	}
+	if rep != nil {
+		rep.Report(pipeline.Event{Time: time.Now(), Stage: "import", Event: "done", Fields: map[string]any{"rows": res.Rows}})
 	}
 	if c.Bool("json") {
 		return writeJSON(c, res)
