@@ -11,7 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-var durationType = reflect.TypeOf(time.Duration(0))
+var durationType = reflect.TypeOf(Duration(0))
 
 // decoder walks a YAML node tree alongside the schema's Go types, filling
 // values and collecting every error with its position.

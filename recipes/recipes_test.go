@@ -135,7 +135,7 @@ func TestDefaultsAndShorthands(t *testing.T) {
 	if r.Train.LearningRate != 2e-4 || r.Train.BatchSize != 16 || !r.Data.Dedupe || r.Teacher.Kind != "openai" {
 		t.Errorf("defaults not applied: %+v", r.Train)
 	}
-	if r.Teacher.Timeout.Seconds() != 60 {
+	if r.Teacher.Timeout.Std().Seconds() != 60 {
 		t.Errorf("timeout default = %v", r.Teacher.Timeout)
 	}
 	if len(r.Data.Source) != 1 || r.Data.Source[0].Path != "d.jsonl" || r.Data.Source[0].Format != "auto" {
@@ -157,7 +157,7 @@ func TestOverrides(t *testing.T) {
 		{[]string{"train.lr=1e-4"}, func(r *Recipe) bool { return r.Train.LearningRate == 1e-4 }},
 		{[]string{"train.learning_rate=0.5"}, func(r *Recipe) bool { return r.Train.LearningRate == 0.5 }},
 		{[]string{"lora.target_modules=[q_proj,v_proj,o_proj]"}, func(r *Recipe) bool { return len(r.LoRA.TargetModules) == 3 }},
-		{[]string{"teacher.model=gpt-4o", "teacher.timeout=2m"}, func(r *Recipe) bool { return r.Teacher.Model == "gpt-4o" && r.Teacher.Timeout.Minutes() == 2 }},
+		{[]string{"teacher.model=gpt-4o", "teacher.timeout=2m"}, func(r *Recipe) bool { return r.Teacher.Model == "gpt-4o" && r.Teacher.Timeout.Std().Minutes() == 2 }},
 		{[]string{"quantize.method=rtn"}, func(r *Recipe) bool { return r.Quantize.Method == "rtn" }},
 		{[]string{"train.loss.temperature=4"}, func(r *Recipe) bool { return r.Train.Loss.Temperature == 4 }},
 	}
@@ -191,7 +191,7 @@ func TestEnvExpansionAndRedaction(t *testing.T) {
 	if strings.Contains(red, "tok-very-secret-value") {
 		t.Fatalf("secret leaked into redacted recipe: %s", red)
 	}
-	if !strings.Contains(red, "[redacted: $MY_API_TOKEN]") || !strings.Contains(red, `"gpt-x"`) {
+	if !strings.Contains(red, "[redacted: $MY_API_TOKEN]") || !strings.Contains(red, `"gpt-x"`) || !strings.Contains(red, `"timeout":"1m0s"`) {
 		t.Errorf("redaction marker or plain value missing: %s", red)
 	}
 	if r.Hash() == "" || len(r.Hash()) != 64 {

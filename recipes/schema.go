@@ -1,6 +1,9 @@
 package recipes
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // The recipe schema. Field tags drive decoding, validation and the generated
 // reference in docs/recipe.md:
@@ -78,23 +81,23 @@ type Split struct {
 
 // Teacher is the model whose answers the student learns from.
 type Teacher struct {
-	Kind              string        `json:"kind" default:"openai" enum:"openai|anthropic|labels" doc:"openai: any OpenAI-compatible chat API (OpenAI, Azure, vLLM, distillery's own server); anthropic: Messages API (no log-probabilities); labels: the dataset's gold labels stand in for a teacher."`
-	Model             string        `json:"model,omitempty" doc:"Model name sent to the API. Required unless kind is labels."`
-	BaseURL           string        `json:"base_url,omitempty" pattern:"url" doc:"API base URL, e.g. https://api.openai.com/v1."`
-	APIKeyEnv         string        `json:"api_key_env,omitempty" pattern:"envname" doc:"Name of the environment variable holding the API key. Keys are never written in recipes, run folders or logs."`
-	Mode              string        `json:"mode" default:"online" enum:"online|batch" doc:"online: one request per prompt; batch: the OpenAI Batch API."`
-	SystemPrompt      string        `json:"system_prompt,omitempty" doc:"System message sent with every request."`
-	FewShot           []FewShot     `json:"few_shot,omitempty" doc:"Example exchanges put before each prompt."`
-	Temperature       float64       `json:"temperature" default:"0" range:"[0,2]" doc:"Sampling temperature."`
-	MaxTokens         int           `json:"max_tokens" default:"256" range:"[1,1000000]" doc:"Maximum completion tokens per request."`
-	TopLogprobs       int           `json:"top_logprobs" default:"20" range:"[0,20]" doc:"Top-k log-probabilities requested per token (the soft labels)."`
-	Concurrency       int           `json:"concurrency" default:"8" range:"[1,1024]" doc:"Requests in flight at once."`
-	RequestsPerMinute float64       `json:"requests_per_minute" default:"0" range:"[0,inf)" doc:"Request rate limit (0: none)."`
-	TokensPerMinute   float64       `json:"tokens_per_minute" default:"0" range:"[0,inf)" doc:"Token rate limit (0: none)."`
-	MaxRetries        int           `json:"max_retries" default:"6" range:"[0,100]" doc:"Retries of a request that failed with 429, 5xx or a network error."`
-	Timeout           time.Duration `json:"timeout" default:"60s" range:"(0,inf)" doc:"Per-request timeout, e.g. 60s."`
-	Price             Price         `json:"price" doc:"Prices used to count spending."`
-	BudgetUSD         float64       `json:"budget_usd" default:"0" range:"[0,inf)" doc:"Hard spending cap in US dollars for the harvest (0: no cap)."`
+	Kind              string    `json:"kind" default:"openai" enum:"openai|anthropic|labels" doc:"openai: any OpenAI-compatible chat API (OpenAI, Azure, vLLM, distillery's own server); anthropic: Messages API (no log-probabilities); labels: the dataset's gold labels stand in for a teacher."`
+	Model             string    `json:"model,omitempty" doc:"Model name sent to the API. Required unless kind is labels."`
+	BaseURL           string    `json:"base_url,omitempty" pattern:"url" doc:"API base URL, e.g. https://api.openai.com/v1."`
+	APIKeyEnv         string    `json:"api_key_env,omitempty" pattern:"envname" doc:"Name of the environment variable holding the API key. Keys are never written in recipes, run folders or logs."`
+	Mode              string    `json:"mode" default:"online" enum:"online|batch" doc:"online: one request per prompt; batch: the OpenAI Batch API."`
+	SystemPrompt      string    `json:"system_prompt,omitempty" doc:"System message sent with every request."`
+	FewShot           []FewShot `json:"few_shot,omitempty" doc:"Example exchanges put before each prompt."`
+	Temperature       float64   `json:"temperature" default:"0" range:"[0,2]" doc:"Sampling temperature."`
+	MaxTokens         int       `json:"max_tokens" default:"256" range:"[1,1000000]" doc:"Maximum completion tokens per request."`
+	TopLogprobs       int       `json:"top_logprobs" default:"20" range:"[0,20]" doc:"Top-k log-probabilities requested per token (the soft labels)."`
+	Concurrency       int       `json:"concurrency" default:"8" range:"[1,1024]" doc:"Requests in flight at once."`
+	RequestsPerMinute float64   `json:"requests_per_minute" default:"0" range:"[0,inf)" doc:"Request rate limit (0: none)."`
+	TokensPerMinute   float64   `json:"tokens_per_minute" default:"0" range:"[0,inf)" doc:"Token rate limit (0: none)."`
+	MaxRetries        int       `json:"max_retries" default:"6" range:"[0,100]" doc:"Retries of a request that failed with 429, 5xx or a network error."`
+	Timeout           Duration  `json:"timeout" default:"60s" range:"(0,inf)" doc:"Per-request timeout, e.g. 60s."`
+	Price             Price     `json:"price" doc:"Prices used to count spending."`
+	BudgetUSD         float64   `json:"budget_usd" default:"0" range:"[0,inf)" doc:"Hard spending cap in US dollars for the harvest (0: no cap)."`
 }
 
 // FewShot is one example exchange.
@@ -191,3 +194,11 @@ type Routing struct {
 	ComplexityBand  []int   `json:"complexity_band" default:"1,2" range:"[1,5]" doc:"Request complexity scores (1-5) the student serves."`
 	TargetPrecision float64 `json:"target_precision" default:"0.95" range:"(0,1]" doc:"Precision the confidence threshold is calibrated to on the val split; below it the gateway escalates."`
 }
+
+// Duration is a time.Duration written as text ("60s") in recipes and manifests.
+type Duration time.Duration
+
+// Std returns the standard library duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
