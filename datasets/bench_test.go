@@ -3,6 +3,7 @@ package datasets
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -82,6 +83,41 @@ func BenchmarkImport100k(b *testing.B) {
 		}
 		if res.Rows != n {
 			b.Fatalf("imported %d rows, want %d", res.Rows, n)
+		}
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// BenchmarkBaselineStdlibDecode100k is the baseline for BenchmarkImport100k:
+// only reading the same file line by line and decoding each row with
+// encoding/json, without normalising, hashing, splitting or writing Parquet.
+func BenchmarkBaselineStdlibDecode100k(b *testing.B) {
+	const n = 100_000
+	in := filepath.Join(b.TempDir(), "in.jsonl")
+	writeBenchJSONL(b, in, n)
+	info, err := os.Stat(in)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(info.Size())
+	for b.Loop() {
+		f, err := os.Open(in)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		rows := 0
+		for sc.Scan() {
+			var row map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
+				b.Fatal(err)
+			}
+			rows++
+		}
+		f.Close()
+		if rows != n {
+			b.Fatalf("%d rows", rows)
 		}
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
