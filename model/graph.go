@@ -176,7 +176,7 @@ func attention(c *Config, p Params, pre string, h, cos, sin, positions *graph.No
 func writeCache(cache, nw, positions *graph.Node) *graph.Node {
 	maxLen := cache.Shape().Dimensions[2]
 	oh := graph.ConvertDType(graph.OneHot(positions, maxLen, cache.DType()), cache.DType()) // [b, s, max]
-	keep := graph.OneMinus(graph.ReduceSum(oh, 1))                                           // [b, max]
+	keep := graph.OneMinus(graph.ReduceSum(oh, 1))                                          // [b, max]
 	upd := graph.Einsum("bsm,bksd->bkmd", oh, nw)
 	return graph.Add(graph.Mul(cache, graph.ExpandAxes(keep, 1, -1)), upd)
 }

@@ -42,7 +42,6 @@ func RandomWeights(cfg *Config, seed uint64, std float64) map[string][]float32 {
 	return out
 }
 
-
 // SaveCheckpoint writes config.json and model.safetensors (sharded above
 // maxShardBytes, when positive) in HF format into dir.
 func SaveCheckpoint(dir string, cfg *Config, weights map[string][]float32, dtype DType, maxShardBytes int64) error {

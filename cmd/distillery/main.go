@@ -98,6 +98,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			runCommand(),
 			runsCommand(),
 			dataCommand(),
+			modelCommand(),
 			versionCommand(),
 		},
 		Description: "Exit codes: 0 ok, 1 failure, 2 invalid input, 3 quality gate failed.",

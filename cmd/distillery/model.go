@@ -1,0 +1,139 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/distillery/distillery/model"
+)
+
+var backendFlag = &cli.StringFlag{Name: "backend", Usage: "GoMLX backend, e.g. go:ops_sequential or xla:/abs/path/xla_cuda_plugin.so (default: $GOMLX_BACKEND, else " + model.DefaultBackend + ")"}
+
+func modelCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "model",
+		Usage: "create and inspect Llama-family checkpoints",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "init",
+				Usage: "write a randomly initialised checkpoint in HF format (config.json + model.safetensors)",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "config", Usage: "HF config.json to instantiate (required)"},
+					&cli.StringFlag{Name: "out", Usage: "output folder (required)"},
+					&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "random seed"},
+					&cli.Float64Flag{Name: "std", Value: 0.02, Usage: "standard deviation of the weights"},
+					&cli.StringFlag{Name: "dtype", Value: "f32", Usage: "stored dtype: f32, bf16 or f16"},
+					&cli.Int64Flag{Name: "max-shard-bytes", Usage: "shard model.safetensors above this size (0: one file)"},
+				},
+				Action: modelInit,
+			},
+			{
+				Name:  "logits",
+				Usage: "run a forward pass and print the logits of each position",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "model", Usage: "checkpoint folder (required)"},
+					&cli.StringFlag{Name: "ids", Usage: "comma-separated token ids (required)"},
+					&cli.StringFlag{Name: "dtype", Value: "f32", Usage: "compute dtype: f32 or bf16"},
+					&cli.IntFlag{Name: "top", Value: 5, Usage: "without --json: top logits shown per position"},
+					backendFlag, jsonFlag,
+				},
+				Action: modelLogits,
+			},
+		},
+	}
+}
+
+func modelInit(c *cli.Context) error {
+	if c.String("config") == "" || c.String("out") == "" {
+		return usageError("model init: --config and --out are required")
+	}
+	cfg, err := model.LoadConfig(c.String("config"))
+	if err != nil {
+		return usageError("%v", err)
+	}
+	dt := map[string]model.DType{"f32": model.F32, "bf16": model.BF16, "f16": model.F16}[c.String("dtype")]
+	if dt == "" {
+		return usageError("--dtype %q: want f32, bf16 or f16", c.String("dtype"))
+	}
+	w := model.RandomWeights(cfg, c.Uint64("seed"), c.Float64("std"))
+	if err := model.SaveCheckpoint(c.String("out"), cfg, w, dt, c.Int64("max-shard-bytes")); err != nil {
+		return err
+	}
+	n := 0
+	for _, v := range w {
+		n += len(v)
+	}
+	fmt.Fprintf(c.App.Writer, "wrote %s: %s, %d layers, %d parameters (%s)\n", c.String("out"), cfg.ModelType, cfg.NumHiddenLayers, n, dt)
+	return nil
+}
+
+func parseIDs(s string) ([]int, error) {
+	var ids []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		id, err := strconv.Atoi(f)
+		if err != nil || id < 0 {
+			return nil, usageError("--ids: %q is not a token id", f)
+		}
+		ids = append(ids, id)
+	}
+	if len(ids) == 0 {
+		return nil, usageError("--ids: no token ids")
+	}
+	return ids, nil
+}
+
+// loadModel loads a checkpoint on the chosen backend and says which backend
+// and device run it (on stderr, so stdout stays machine-readable).
+func loadModel(c *cli.Context) (*model.Model, error) {
+	if c.String("model") == "" {
+		return nil, usageError("--model DIR is required")
+	}
+	b, err := model.NewBackend(c.String("backend"))
+	if err != nil {
+		return nil, usageError("%v", err)
+	}
+	fmt.Fprintln(c.App.ErrWriter, model.DescribeBackend(b))
+	m, err := model.Load(c.String("model"), model.LoadOptions{Backend: b, DType: c.String("dtype")})
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, usageError("%v", err)
+		}
+		return nil, err
+	}
+	return m, nil
+}
+
+func modelLogits(c *cli.Context) error {
+	ids, err := parseIDs(c.String("ids"))
+	if err != nil {
+		return err
+	}
+	m, err := loadModel(c)
+	if err != nil {
+		return err
+	}
+	out, err := m.Logits([][]int{ids})
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return writeJSON(c, map[string]any{"model": c.String("model"), "ids": ids, "backend": m.Backend.Name(), "logits": out[0]})
+	}
+	for pos, row := range out[0] {
+		top := model.TopTokens(model.LogProbs(row), c.Int("top"))
+		var parts []string
+		for _, t := range top {
+			parts = append(parts, fmt.Sprintf("%d:%.4f", t.ID, row[t.ID]))
+		}
+		fmt.Fprintf(c.App.Writer, "pos %d (id %d): %s\n", pos, ids[pos], strings.Join(parts, " "))
+	}
+	return nil
+}
