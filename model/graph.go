@@ -100,7 +100,7 @@ func RMSNorm(x, w *graph.Node, eps float64) *graph.Node {
 	dt := x.DType()
 	xf := graph.ConvertDType(x, dtypes.Float32)
 	ms := graph.ReduceAndKeep(graph.Square(xf), graph.ReduceMean, -1)
-	y := graph.Mul(xf, graph.Rsqrt(graph.AddScalar(ms, eps)))
+	y := graph.Div(xf, graph.Sqrt(graph.AddScalar(ms, eps))) // Rsqrt has no gradient in GoMLX
 	return graph.Mul(graph.ConvertDType(y, dt), graph.ExpandLeftToRank(graph.ConvertDType(w, dt), y.Rank()))
 }
 
@@ -184,5 +184,11 @@ func writeCache(cache, nw, positions *graph.Node) *graph.Node {
 func mlp(p Params, pre string, h *graph.Node) *graph.Node {
 	gate := p.Linear(pre+".gate_proj", h)
 	up := p.Linear(pre+".up_proj", h)
-	return p.Linear(pre+".down_proj", graph.Mul(graph.Mul(gate, graph.Sigmoid(gate)), up))
+	return p.Linear(pre+".down_proj", graph.Mul(SiLU(gate), up))
+}
+
+// SiLU is x * sigmoid(x), written as x / (1 + exp(-x)): the Go backend's
+// Logistic op is far slower than its Exp.
+func SiLU(x *graph.Node) *graph.Node {
+	return graph.Div(x, graph.OnePlus(graph.Exp(graph.Neg(x))))
 }
