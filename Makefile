@@ -41,7 +41,7 @@ $(VERSITYGW):
 test: tools
 	$(GO) vet ./...
 	DISTILLERY_REQUIRE_S3=1 PATH="$(GOBIN):$$PATH" $(GO) test -race $(RACE_PKGS)
-	$(GO) test $(OTHER_PKGS)
+	DISTILLERY_REQUIRE_TORCH=1 $(GO) test $(OTHER_PKGS)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./datasets/...
