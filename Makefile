@@ -20,7 +20,7 @@ RACE_PKGS := ./pipeline/... ./store/... ./datasets/...
 ALL_PKGS = $(shell $(GO) list ./...)
 OTHER_PKGS = $(filter-out $(shell $(GO) list $(RACE_PKGS)),$(ALL_PKGS))
 
-.PHONY: all build demo test bench fuzz lint tools docs clean
+.PHONY: all build demo test bench fuzz lint tools torch docs clean
 
 all: build
 
@@ -32,8 +32,13 @@ demo: build
 	$(BIN) run recipes/examples/quickstart.yaml
 	$(BIN) runs list --recipe fine-foods-sentiment
 
-# The real S3 server (versitygw, Apache-2.0) the store tests start on loopback.
-tools: $(VERSITYGW)
+# What the tests need: the real S3 server (versitygw, Apache-2.0) the store tests
+# start on loopback, and Debian's PyTorch, the independent oracle of the model tests.
+tools: $(VERSITYGW) torch
+
+torch:
+	@/usr/bin/python3 -c "import torch" 2>/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch libopenblas0-pthread; }
 
 $(VERSITYGW):
 	$(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
