@@ -99,6 +99,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			runsCommand(),
 			dataCommand(),
 			modelCommand(),
+			generateCommand(),
 			versionCommand(),
 		},
 		Description: "Exit codes: 0 ok, 1 failure, 2 invalid input, 3 quality gate failed.",

@@ -3,12 +3,14 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/distillery/distillery/model"
+	"github.com/distillery/distillery/store"
 )
 
 var backendFlag = &cli.StringFlag{Name: "backend", Usage: "GoMLX backend, e.g. go:ops_sequential or xla:/abs/path/xla_cuda_plugin.so (default: $GOMLX_BACKEND, else " + model.DefaultBackend + ")"}
@@ -28,6 +30,7 @@ func modelCommand() *cli.Command {
 					&cli.Float64Flag{Name: "std", Value: 0.02, Usage: "standard deviation of the weights"},
 					&cli.StringFlag{Name: "dtype", Value: "f32", Usage: "stored dtype: f32, bf16 or f16"},
 					&cli.Int64Flag{Name: "max-shard-bytes", Usage: "shard model.safetensors above this size (0: one file)"},
+					&cli.StringFlag{Name: "tokenizer", Usage: "tokenizer.json (or its folder) to copy into the checkpoint"},
 				},
 				Action: modelInit,
 			},
@@ -58,6 +61,18 @@ func modelInit(c *cli.Context) error {
 	dt := map[string]model.DType{"f32": model.F32, "bf16": model.BF16, "f16": model.F16}[c.String("dtype")]
 	if dt == "" {
 		return usageError("--dtype %q: want f32, bf16 or f16", c.String("dtype"))
+	}
+	if p := c.String("tokenizer"); p != "" {
+		tok, err := model.LoadTokenizer(p)
+		if err != nil {
+			return usageError("%v", err)
+		}
+		if tok.VocabSize() > cfg.VocabSize {
+			return usageError("tokenizer has %d tokens but config vocab_size is %d", tok.VocabSize(), cfg.VocabSize)
+		}
+		if err := copyTokenizer(p, c.String("out")); err != nil {
+			return err
+		}
 	}
 	w := model.RandomWeights(cfg, c.Uint64("seed"), c.Float64("std"))
 	if err := model.SaveCheckpoint(c.String("out"), cfg, w, dt, c.Int64("max-shard-bytes")); err != nil {
@@ -134,6 +149,27 @@ func modelLogits(c *cli.Context) error {
 			parts = append(parts, fmt.Sprintf("%d:%.4f", t.ID, row[t.ID]))
 		}
 		fmt.Fprintf(c.App.Writer, "pos %d (id %d): %s\n", pos, ids[pos], strings.Join(parts, " "))
+	}
+	return nil
+}
+
+// copyTokenizer copies tokenizer.json and tokenizer_config.json (when
+// present) from a file or folder into dir.
+func copyTokenizer(src, dir string) error {
+	if fi, err := os.Stat(src); err == nil && !fi.IsDir() {
+		src = filepath.Dir(src)
+	}
+	for _, name := range []string{"tokenizer.json", "tokenizer_config.json"} {
+		data, err := os.ReadFile(filepath.Join(src, name))
+		if os.IsNotExist(err) && name != "tokenizer.json" {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("copy tokenizer: %w", err)
+		}
+		if err := store.WriteFileAtomic(filepath.Join(dir, name), data); err != nil {
+			return err
+		}
 	}
 	return nil
 }
