@@ -100,6 +100,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			dataCommand(),
 			modelCommand(),
 			generateCommand(),
+			serveCommand(),
 			versionCommand(),
 		},
 		Description: "Exit codes: 0 ok, 1 failure, 2 invalid input, 3 quality gate failed.",
