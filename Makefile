@@ -16,7 +16,7 @@ VERSITYGW := $(GOBIN)/versitygw
 VERSITYGW_VERSION := v1.8.0
 
 # Packages with goroutines run under the race detector.
-RACE_PKGS := ./pipeline/... ./store/... ./datasets/...
+RACE_PKGS := ./pipeline/... ./store/... ./datasets/... ./openai/... ./gateway/...
 ALL_PKGS = $(shell $(GO) list ./...)
 OTHER_PKGS = $(filter-out $(shell $(GO) list $(RACE_PKGS)),$(ALL_PKGS))
 
@@ -56,6 +56,8 @@ bench:
 fuzz:
 	$(GO) test ./recipes -run '^$$' -fuzz FuzzParse -fuzztime 20000x -parallel 1
 	$(GO) test ./datasets -run '^$$' -fuzz FuzzReadJSONLRow -fuzztime 20000x -parallel 1
+	$(GO) test ./openai -run '^$$' -fuzz FuzzReadSSE -fuzztime 20000x -parallel 1
+	$(GO) test ./model -run '^$$' -fuzz FuzzParseHeader -fuzztime 20000x -parallel 1
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
