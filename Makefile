@@ -20,7 +20,7 @@ RACE_PKGS := ./pipeline/... ./store/... ./datasets/... ./openai/... ./gateway/..
 ALL_PKGS = $(shell $(GO) list ./...)
 OTHER_PKGS = $(filter-out $(shell $(GO) list $(RACE_PKGS)),$(ALL_PKGS))
 
-.PHONY: all build demo test bench fuzz lint tools torch docs clean
+.PHONY: all build demo test bench fuzz lint tools torch docs clean gpu-check
 
 all: build
 
@@ -59,6 +59,17 @@ fuzz:
 	$(GO) test ./openai -run '^$$' -fuzz FuzzReadSSE -fuzztime 20000x -parallel 1
 	$(GO) test ./model -run '^$$' -fuzz FuzzParseHeader -fuzztime 20000x -parallel 1
 
+# A bundle for an offline NVIDIA machine: the binary, the golden checkpoints and
+# scripts/gpu-check.sh. Bring the jax-cuda13-pjrt wheel's xla_cuda_plugin.so.
+gpu-check:
+	rm -rf dist/gpu-check && mkdir -p dist/gpu-check
+	CGO_ENABLED=1 $(GO) build -ldflags "$(LDFLAGS)" -o dist/gpu-check/distillery ./cmd/distillery
+	cp -r model/testdata/golden dist/gpu-check/golden
+	cp scripts/gpu-check.sh dist/gpu-check/run.sh
+	tar czf dist/gpu-check.tar.gz -C dist gpu-check
+	@du -h dist/gpu-check.tar.gz
+	@echo "on the GPU machine: tar xzf gpu-check.tar.gz && XLA_CUDA_PLUGIN=/abs/xla_cuda_plugin.so gpu-check/run.sh"
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
@@ -68,4 +79,4 @@ docs:
 	$(GO) test ./recipes -run TestReference -update
 
 clean:
-	rm -rf bin runs published
+	rm -rf bin runs published dist

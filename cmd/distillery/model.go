@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -42,10 +43,13 @@ func modelCommand() *cli.Command {
 					&cli.StringFlag{Name: "ids", Usage: "comma-separated token ids (required)"},
 					&cli.StringFlag{Name: "dtype", Value: "f32", Usage: "compute dtype: f32 or bf16"},
 					&cli.IntFlag{Name: "top", Value: 5, Usage: "without --json: top logits shown per position"},
+					&cli.StringFlag{Name: "compare-backend", Usage: "also run on this backend and fail when the logits differ by more than --tolerance (relative)"},
+					&cli.Float64Flag{Name: "tolerance", Value: 1e-4, Usage: "with --compare-backend: allowed max |a-b| / max|b| per position"},
 					backendFlag, jsonFlag,
 				},
 				Action: modelLogits,
 			},
+			modelBenchCommand(),
 		},
 	}
 }
@@ -139,6 +143,9 @@ func modelLogits(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if other := c.String("compare-backend"); other != "" {
+		return compareBackends(c, out[0], ids, other)
+	}
 	if c.Bool("json") {
 		return writeJSON(c, map[string]any{"model": c.String("model"), "ids": ids, "backend": m.Backend.Name(), "logits": out[0]})
 	}
@@ -170,6 +177,37 @@ func copyTokenizer(src, dir string) error {
 		if err := store.WriteFileAtomic(filepath.Join(dir, name), data); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// compareBackends runs the same logits on a second backend and reports the
+// largest relative difference; above --tolerance it fails.
+func compareBackends(c *cli.Context, ref [][]float32, ids []int, other string) error {
+	b, err := model.NewBackend(other)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	m, err := model.Load(c.String("model"), model.LoadOptions{Backend: b, DType: c.String("dtype")})
+	if err != nil {
+		return err
+	}
+	out, err := m.Logits([][]int{ids})
+	if err != nil {
+		return err
+	}
+	worst := 0.0
+	for p := range ref {
+		var diff, scale float64
+		for i := range ref[p] {
+			diff = math.Max(diff, math.Abs(float64(out[0][p][i]-ref[p][i])))
+			scale = math.Max(scale, math.Abs(float64(ref[p][i])))
+		}
+		worst = math.Max(worst, diff/math.Max(scale, 1e-12))
+	}
+	fmt.Fprintf(c.App.Writer, "%s: max relative difference %s vs %s: %.3g\n", c.String("model"), other, model.BackendConfig(c.String("backend")), worst)
+	if worst > c.Float64("tolerance") {
+		return fmt.Errorf("logits differ by %.3g > tolerance %g", worst, c.Float64("tolerance"))
 	}
 	return nil
 }
