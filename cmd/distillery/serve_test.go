@@ -107,7 +107,7 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	var chat struct {
 		Choices []struct {
-			Message struct{ Content string }
+			Message  struct{ Content string }
 			Logprobs struct {
 				Content []struct {
 					Token       string
