@@ -100,6 +100,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			dataCommand(),
 			modelCommand(),
 			generateCommand(),
+			tokenizeCommand(),
 			serveCommand(),
 			versionCommand(),
 		},

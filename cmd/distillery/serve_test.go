@@ -209,3 +209,53 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Errorf("completions: %d %s", code, body)
 	}
 }
+
+// TestTokenizeMatchesReference pipes every reference text through
+// `distillery tokenize` and compares the ids with the HF (JS port) ones.
+func TestTokenizeMatchesReference(t *testing.T) {
+	root := repoRoot(t)
+	ref, err := os.ReadFile(filepath.Join(root, "..", "shared", "tokenizers", "reference-encodings.jsonl"))
+	if err != nil {
+		t.Skipf("no reference encodings: %v", err)
+	}
+	type row struct {
+		Tokenizer string
+		Text      string
+		IDs       []int
+	}
+	byTok := map[string][]row{}
+	for _, line := range strings.Split(strings.TrimSpace(string(ref)), "\n") {
+		var r row
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		byTok[r.Tokenizer] = append(byTok[r.Tokenizer], r)
+	}
+	for name, rows := range byTok {
+		var in bytes.Buffer
+		for _, r := range rows {
+			b, _ := json.Marshal(r.Text)
+			in.Write(append(b, '\n'))
+		}
+		cmd := exec.Command(bin, "tokenize", "--tokenizer", sharedTokenizer(t, name))
+		cmd.Stdin = &in
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if len(lines) != len(rows) {
+			t.Fatalf("%s: %d output lines for %d texts", name, len(lines), len(rows))
+		}
+		bad := 0
+		for i, r := range rows {
+			var ids []int
+			json.Unmarshal([]byte(lines[i]), &ids)
+			if fmt.Sprint(ids) != fmt.Sprint(r.IDs) {
+				bad++
+				t.Errorf("%s %q: got %v, want %v", name, r.Text, ids, r.IDs)
+			}
+		}
+		t.Logf("%s: %d/%d exact", name, len(rows)-bad, len(rows))
+	}
+}

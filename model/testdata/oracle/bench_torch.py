@@ -18,7 +18,7 @@ Numbers taken beside another busy process (e.g. go test) are meaningless on a sm
 each measurement waits (up to --wait-quiet s) for the other processes to go idle, runs, and is
 retried (up to 6 times) if other processes used more than 5% of the CPUs meanwhile; each line
 carries other_cpu (that fraction for the run kept) and tries.
-torch.set_num_threads(os.cpu_count()); the environment (e.g. OPENBLAS_CORETYPE) is left as is
+torch.set_num_threads(os.cpu_count()) unless --threads N; the environment (e.g. OPENBLAS_CORETYPE) is left as is
 and reported on stderr with torch.__config__.parallel_info().
 """
 
@@ -141,7 +141,8 @@ def bench_train(name, m, steps, batch=16, seq=64):
         p.requires_grad_(False)
     times.sort()
     med = times[len(times) // 2]
-    return dict(impl="torch", config=name, what="train_step", batch=batch, seq=seq, steps=steps,
+    return dict(impl="torch", config=name, what="train_step", threads=torch.get_num_threads(),
+                batch=batch, seq=seq, steps=steps,
                 tokens_per_s=round(batch * seq / med, 1), seconds=round(med, 5), seconds_min=round(times[0], 5),
                 seconds_mean=round(sum(times) / len(times), 5), loss=round(loss, 4))
 
@@ -171,7 +172,8 @@ def bench_generate(name, m, batch, prompt_len=32, new=64, reps=5):
         if best is None or r[1] < best[1]:
             best = r
     _, total, prefill, decode = best
-    return dict(impl="torch", config=name, what="generate", batch=batch, prompt=prompt_len, new_tokens=new,
+    return dict(impl="torch", config=name, what="generate", threads=torch.get_num_threads(),
+                batch=batch, prompt=prompt_len, new_tokens=new,
                 kv_cache=True, tokens_per_s=round(batch * new / total, 1), seconds=round(total, 5),
                 prefill_seconds=round(prefill, 5), decode_tokens_per_s=round(batch * (new - 1) / decode, 1),
                 reps=f"best of {reps}")
@@ -181,10 +183,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=os.cpu_count(),
+                    help="torch.set_num_threads (default os.cpu_count())")
     ap.add_argument("--wait-quiet", type=float, default=300,
                     help="before each measurement wait up to this many seconds for other load to go (default 300)")
     a = ap.parse_args()
-    n = os.cpu_count()
+    n = a.threads
     torch.set_num_threads(n)
     print(f"torch {torch.__version__}; set_num_threads({n}); OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')!r} "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')!r}", file=sys.stderr)
