@@ -20,6 +20,12 @@ retried (up to 6 times) if other processes used more than 5% of the CPUs meanwhi
 carries other_cpu (that fraction for the run kept) and tries.
 torch.set_num_threads(os.cpu_count()) unless --threads N; the environment (e.g. OPENBLAS_CORETYPE) is left as is
 and reported on stderr with torch.__config__.parallel_info().
+
+Caveat (Debian torch 1.13 + libopenblas0-pthread, 2-vCPU AMD EPYC, OpenBLAS core "Zen"): torch's
+OpenMP pool spin-waits while OpenBLAS's own pthread pool runs the GEMMs, so with 2 threads the
+numbers swing by +-30% between runs and are often slower than --threads 1; OMP_WAIT_POLICY=PASSIVE
+(not set by this script) makes the 2-thread train step ~1.6x and batch-8 decode ~2.5x faster,
+but batch-1 decode slower. Compare like with like and say which setting a number came from.
 """
 
 import argparse
@@ -31,6 +37,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+sys.dont_write_bytecode = True  # keep __pycache__ out of testdata
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import llama_ref as L  # noqa: E402
 

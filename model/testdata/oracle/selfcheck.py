@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True  # keep __pycache__ out of testdata
 sys.path.insert(0, HERE)
 import llama_ref as L  # noqa: E402
 import make_golden as MG  # noqa: E402
