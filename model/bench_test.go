@@ -18,7 +18,7 @@ func benchConfigs() map[string]*Config {
 			NumAttentionHeads: heads, NumKeyValueHeads: kv, HeadDim: d / heads, RMSNormEps: 1e-5, RopeTheta: 10000,
 			MaxPositionEmbeddings: 512, VocabSize: 4096, HiddenAct: "silu"}
 	}
-	return map[string]*Config{"d128-l2": mk(128, 2, 4, 2), "d256-l4": mk(256, 4, 8, 4)}
+	return map[string]*Config{"d128-l2": mk(128, 2, 4, 2), "d256-l4": mk(256, 4, 4, 2)}
 }
 
 // trainStep builds one AdamW step of next-token cross-entropy over all

@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
@@ -44,8 +45,24 @@ func (p PlainParams) Linear(module string, x *graph.Node) *graph.Node {
 // any number of leading axes.
 func Dense(x, w *graph.Node) *graph.Node {
 	w = graph.ConvertDType(w, x.DType())
-	return graph.DotGeneral(x, []int{x.Rank() - 1}, nil, w, []int{1}, nil)
+	return graph.ConvertDType(dot(x, w).General([]int{x.Rank() - 1}, nil, []int{1}, nil), x.DType())
 }
+
+// dot starts a product that accumulates in f32 for bf16 operands, as GPUs
+// do. The Go backend ignores the accumulator setting and loses all precision
+// summing 32 or more bf16 terms, so there the operands go up to f32.
+func dot(a, b *graph.Node) *graph.DotBuilder {
+	if a.DType() != dtypes.BFloat16 {
+		return graph.Dot(a, b)
+	}
+	if strings.HasPrefix(a.Graph().Backend().Name(), goBackendName) {
+		return graph.Dot(graph.ConvertDType(a, dtypes.Float32), graph.ConvertDType(b, dtypes.Float32))
+	}
+	return graph.Dot(a, b).WithAccumulatorDType(dtypes.Float32).WithOutputDType(dtypes.BFloat16)
+}
+
+// goBackendName starts the name of compute's pure-Go backend.
+const goBackendName = "Go"
 
 // KV is a layer's key/value cache: [batch, kv_heads, max_len, head_dim].
 type KV struct{ K, V *graph.Node }
@@ -159,13 +176,13 @@ func attention(c *Config, p Params, pre string, h, cos, sin, positions *graph.No
 
 	group := nh / nkv
 	qg := graph.Reshape(q, b, s, nkv, group, hd)
-	scores := graph.Einsum("bqkgd,bksd->bkgqs", qg, k) // [b, kv, g, s_q, s_k]
+	scores := dot(qg, k).Einsum("bqkgd,bksd->bkgqs") // [b, kv, g, s_q, s_k]
 	scores = graph.ConvertDType(scores, dtypes.Float32)
 	scores = graph.MulScalar(scores, 1/math.Sqrt(float64(hd)))
 	m := graph.ExpandAxes(mask, 1, 2) // [b, 1, 1, s_q, s_k]
 	scores = graph.Where(graph.BroadcastToShape(m, scores.Shape()), scores, graph.BroadcastToShape(graph.Infinity(h.Graph(), dtypes.Float32, -1), scores.Shape()))
 	probs := graph.ConvertDType(graph.Softmax(scores, -1), v.DType())
-	o := graph.Einsum("bkgqs,bksd->bqkgd", probs, v) // [b, s_q, kv, g, hd]
+	o := graph.ConvertDType(dot(probs, v).Einsum("bkgqs,bksd->bqkgd"), v.DType()) // [b, s_q, kv, g, hd]
 	o = graph.Reshape(o, b, s, nh*hd)
 	return p.Linear(pre+".o_proj", o), kv
 }
@@ -177,7 +194,7 @@ func writeCache(cache, nw, positions *graph.Node) *graph.Node {
 	maxLen := cache.Shape().Dimensions[2]
 	oh := graph.ConvertDType(graph.OneHot(positions, maxLen, cache.DType()), cache.DType()) // [b, s, max]
 	keep := graph.OneMinus(graph.ReduceSum(oh, 1))                                          // [b, max]
-	upd := graph.Einsum("bsm,bksd->bkmd", oh, nw)
+	upd := graph.ConvertDType(dot(oh, nw).Einsum("bsm,bksd->bkmd"), cache.DType())
 	return graph.Add(graph.Mul(cache, graph.ExpandAxes(keep, 1, -1)), upd)
 }
 
