@@ -48,9 +48,12 @@ test: tools
 	DISTILLERY_REQUIRE_S3=1 PATH="$(GOBIN):$$PATH" $(GO) test -race $(RACE_PKGS)
 	DISTILLERY_REQUIRE_TORCH=1 $(GO) test $(OTHER_PKGS)
 
-bench:
+# Go benchmarks, then the same model shapes in PyTorch+OpenBLAS on this machine
+# (model/testdata/oracle/bench_torch.py) for the ratio.
+bench: torch
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./datasets/...
 	$(GO) test -run '^$$' -bench . -benchmem $(OTHER_PKGS)
+	/usr/bin/python3 model/testdata/oracle/bench_torch.py --threads 1
 
 # Short coverage-guided runs of every fuzz target (count-based: reproducible length).
 fuzz:
