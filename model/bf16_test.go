@@ -35,7 +35,7 @@ func TestBF16DenseAccuracy(t *testing.T) {
 			return tensors.MustCopyFlatData[float32](out)
 		}
 		a, c := run(dtypes.Float32), run(dtypes.BFloat16)
-		if e := relErr(c, a); e > 0.01 {
+		if e := RelativeError(c, a); e > 0.01 {
 			t.Errorf("bf16 dense %v: relative error %.3g", sz, e)
 		}
 	}

@@ -297,3 +297,14 @@ func sample(logits []float32, temperature, topP float64, rng *rand.Rand) int {
 }
 
 func shapesFor(dt dtypes.DType, dims ...int) shapes.Shape { return shapes.Make(dt, dims...) }
+
+// RelativeError is max|got-want| / max|want| over a logits row: relative
+// to the row's scale, so near-zero logits do not dominate.
+func RelativeError(got, want []float32) float64 {
+	var diff, scale float64
+	for i := range want {
+		diff = math.Max(diff, math.Abs(float64(got[i]-want[i])))
+		scale = math.Max(scale, math.Abs(float64(want[i])))
+	}
+	return diff / math.Max(scale, 1e-12)
+}

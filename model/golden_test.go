@@ -48,7 +48,7 @@ func TestGoldenLogits(t *testing.T) {
 			worst := 0.0
 			for s := range g.IDs {
 				for p := range g.IDs[s] {
-					worst = math.Max(worst, relErr(got[s][p], g.Logits[s][p]))
+					worst = math.Max(worst, RelativeError(got[s][p], g.Logits[s][p]))
 				}
 			}
 			t.Logf("max relative error %.2e", worst)
@@ -66,17 +66,6 @@ func TestGoldenLogits(t *testing.T) {
 			}
 		})
 	}
-}
-
-// relErr is max|a-b| / max|b| over a logits row: relative to the row's
-// scale, so near-zero logits do not dominate.
-func relErr(a, b []float32) float64 {
-	var diff, scale float64
-	for i := range b {
-		diff = math.Max(diff, math.Abs(float64(a[i]-b[i])))
-		scale = math.Max(scale, math.Abs(float64(b[i])))
-	}
-	return diff / math.Max(scale, 1e-6)
 }
 
 func equalInts(a, b []int) bool {

@@ -96,7 +96,7 @@ func TestBF16AndShardedLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	for p := range a[0] {
-		if e := relErr(b[0][p], a[0][p]); e > 0.05 {
+		if e := RelativeError(b[0][p], a[0][p]); e > 0.05 {
 			t.Errorf("bf16 position %d: relative error %.3f", p, e)
 		}
 	}
@@ -122,7 +122,7 @@ func TestBF16AndShardedLoad(t *testing.T) {
 	}
 	c, _ := sharded.Logits(ids)
 	for p := range a[0] {
-		if e := relErr(c[0][p], a[0][p]); e != 0 {
+		if e := RelativeError(c[0][p], a[0][p]); e != 0 {
 			t.Errorf("sharded position %d: relative error %g", p, e)
 		}
 	}

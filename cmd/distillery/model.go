@@ -198,12 +198,7 @@ func compareBackends(c *cli.Context, ref [][]float32, ids []int, other string) e
 	}
 	worst := 0.0
 	for p := range ref {
-		var diff, scale float64
-		for i := range ref[p] {
-			diff = math.Max(diff, math.Abs(float64(out[0][p][i]-ref[p][i])))
-			scale = math.Max(scale, math.Abs(float64(ref[p][i])))
-		}
-		worst = math.Max(worst, diff/math.Max(scale, 1e-12))
+		worst = math.Max(worst, model.RelativeError(out[0][p], ref[p]))
 	}
 	fmt.Fprintf(c.App.Writer, "%s: max relative difference %s vs %s: %.3g\n", c.String("model"), other, model.BackendConfig(c.String("backend")), worst)
 	if worst > c.Float64("tolerance") {
