@@ -4,6 +4,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 
 	"github.com/distillery/distillery/recipes"
@@ -65,6 +66,22 @@ func (sc *StageContext) Summarize(key string, value any) {
 		sc.summary = map[string]any{}
 	}
 	sc.summary[key] = value
+}
+
+// SummarizeAll records every field of a JSON-encodable struct, by its JSON
+// name.
+func (sc *StageContext) SummarizeAll(v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return
+	}
+	var m map[string]any
+	if json.Unmarshal(data, &m) != nil {
+		return
+	}
+	for k, x := range m {
+		sc.Summarize(k, x)
+	}
 }
 
 // UpstreamFile returns the absolute path of an output of an earlier stage.

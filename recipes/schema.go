@@ -61,7 +61,7 @@ type Data struct {
 	Split       Split        `json:"split" doc:"Hash-based train/val/test split of rows whose source has no fixed split."`
 	Dedupe      bool         `json:"dedupe" default:"true" doc:"Drop rows whose normalised text repeats an earlier row."`
 	SkipInvalid bool         `json:"skip_invalid" default:"false" doc:"Skip and count bad rows instead of failing."`
-	MaxExamples int          `json:"max_examples" default:"0" range:"[0,inf)" doc:"Use at most this many training rows (0: all)."`
+	MaxExamples int          `json:"max_examples" default:"0" range:"[0,inf)" doc:"Use at most this many rows in all, taken from each split in proportion (0: all): a cheap trial run."`
 }
 
 // DataSource is one input file.
