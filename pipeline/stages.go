@@ -4,6 +4,7 @@ package pipeline
 // reported as "not built yet" and ends the run there.
 func Stages() map[string]Stage {
 	return map[string]Stage{
-		"data": DataStage{},
+		"data":    DataStage{},
+		"harvest": HarvestStage{},
 	}
 }
