@@ -153,3 +153,28 @@ func TestHarvestMatchesDirectCalls(t *testing.T) {
 		}
 	}
 }
+
+// TestDryRunEstimates prices the harvest without any teacher reachable.
+func TestDryRunEstimates(t *testing.T) {
+	root := repoRoot(t)
+	r := runWithEnv(t, []string{"DISTILLERY_TEACHER_URL=http://127.0.0.1:1/v1"}, root, "--runs-dir", t.TempDir(), "run", "--dry-run", "--json",
+		"--set", "student.tokenizer="+sharedTokenizer(t, "qwen3"), filepath.Join(root, "recipes/examples/quickstart.yaml"))
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	var est struct {
+		Examples      int     `json:"examples"`
+		UniquePrompts int     `json:"unique_prompts"`
+		InputTokens   int64   `json:"input_tokens"`
+		ExpectedUSD   float64 `json:"expected_usd"`
+		WorstCaseUSD  float64 `json:"worst_case_usd"`
+		Tokenizer     string
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &est); err != nil {
+		t.Fatal(err)
+	}
+	// 4,972 reviews of ~280 characters: tens of tokens each.
+	if est.UniquePrompts < 4900 || est.InputTokens < 100_000 || est.ExpectedUSD <= 0 || est.WorstCaseUSD < est.ExpectedUSD || !strings.Contains(est.Tokenizer, "qwen3") {
+		t.Errorf("estimate %+v", est)
+	}
+}

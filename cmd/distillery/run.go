@@ -91,6 +91,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "only", Usage: "run just this stage"},
 			&cli.StringFlag{Name: "progress", Value: "auto", Usage: "auto (a bar on a terminal, JSON lines otherwise), bar, json or none"},
 			&cli.BoolFlag{Name: "json", Usage: "print the final manifest as JSON on stdout; progress as JSON lines on stderr"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "import the data and estimate the harvest's cost, without calling the teacher"},
 		},
 		Action: runAction,
 	}
@@ -133,6 +134,9 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.Bool("dry-run") {
+		return dryRun(c, r, rep, sets)
+	}
 	res, err := pipeline.Run(c.Context, r, pipeline.Options{
 		RunsDir: runsDir, Resume: c.String("resume"), Force: c.Bool("force"),
 		From: c.String("from"), Until: c.String("until"), Only: c.String("only"),
@@ -171,4 +175,32 @@ func reporter(mode string, jsonOut bool) (pipeline.Reporter, error) {
 		return nil, nil
 	}
 	return nil, usageError("--progress %q: want auto, bar, json or none", mode)
+}
+
+// dryRun runs the data stage and prints what the harvest would cost.
+func dryRun(c *cli.Context, r *recipes.Recipe, rep pipeline.Reporter, sets []string) error {
+	res, err := pipeline.Run(c.Context, r, pipeline.Options{RunsDir: c.String("runs-dir"), Until: "data", Overrides: sets, Reporter: rep, ToolVersion: version()})
+	if err != nil {
+		return err
+	}
+	est, err := pipeline.EstimateHarvest(r, res.RunDir)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return writeJSON(c, est)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "harvest estimate for %s (teacher %s, no call made):\n", r.Name, r.Teacher.Model)
+	fmt.Fprintf(w, "  examples %d, distinct prompts %d\n", est.Examples, est.UniquePrompts)
+	fmt.Fprintf(w, "  input tokens %d (counted with %s), output tokens at most %d\n", est.InputTokens, est.Tokenizer, est.MaxOutput)
+	fmt.Fprintf(w, "  expected cost $%.4f, worst case $%.4f", est.ExpectedUSD, est.WorstCaseUSD)
+	if est.BudgetUSD > 0 {
+		fmt.Fprintf(w, ", budget $%.2f", est.BudgetUSD)
+		if est.WorstCaseUSD > est.BudgetUSD {
+			fmt.Fprint(w, " (the harvest may stop at the budget)")
+		}
+	}
+	fmt.Fprintln(w)
+	return nil
 }
