@@ -37,7 +37,10 @@ type HarvestOptions struct {
 	Dir, Out string
 	// Reuse lists journals of earlier runs whose answers are taken instead
 	// of asking again.
-	Reuse    []string
+	Reuse []string
+	// Batch, when set, sends the prompts through the OpenAI Batch API at
+	// BatchDiscount of the price, instead of one request each.
+	Batch    *BatchClient
 	Progress func(done, total int)
 	Log      *slog.Logger
 }
@@ -134,7 +137,12 @@ func Harvest(ctx context.Context, examples []Example, o HarvestOptions) (Summary
 	if len(todo) > 0 {
 		o.Log.Info("asking the teacher", "prompts", len(todo), "reused", sum.FromJournal, "teacher", o.Teacher.Model())
 	}
-	runErr := h.ask(ctx, j, todo)
+	var runErr error
+	if o.Batch != nil {
+		runErr = h.askBatch(ctx, j, todo)
+	} else {
+		runErr = h.ask(ctx, j, todo)
+	}
 	h.finish()
 	if runErr != nil {
 		return sum, runErr
@@ -340,7 +348,7 @@ func (h *harvester) one(ctx context.Context, j *Journal, b *Budget, p *prompt) e
 func (h *harvester) finish() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.flow != nil {
+	if h.flow != nil { // online mode; batch mode counts as results arrive
 		st := h.flow.Stats()
 		h.sum.Requests, h.sum.Retries = st.Requests, st.Retries
 		h.sum.RetriesByKind, h.sum.FailuresByKind = kindMap(st.RetriesByKind), kindMap(st.FailuresByKind)

@@ -131,6 +131,19 @@ func harvestOptions(r *recipes.Recipe, dir string) (distill.HarvestOptions, erro
 		return o, err
 	}
 	o.Teacher = teacher
+	if t.Mode == "batch" {
+		envName := t.APIKeyEnv
+		if envName == "" {
+			envName = "OPENAI_API_KEY"
+		}
+		base := t.BaseURL
+		if base == "" {
+			base = distill.DefaultOpenAIBaseURL
+		}
+		if o.Batch, err = distill.NewBatch(distill.BatchOptions{BaseURL: base, Model: t.Model, APIKey: os.Getenv(envName), APIKeyEnv: envName}); err != nil {
+			return o, Invalid(fmt.Errorf("teacher: %w", err))
+		}
+	}
 	return o, nil
 }
 
@@ -138,9 +151,6 @@ func harvestOptions(r *recipes.Recipe, dir string) (distill.HarvestOptions, erro
 func newTeacher(t recipes.Teacher) (distill.Teacher, error) {
 	if t.Kind == "labels" {
 		return nil, nil
-	}
-	if t.Mode == "batch" {
-		return nil, Invalid(errors.New("teacher.mode batch: not built yet; use mode online"))
 	}
 	envName := t.APIKeyEnv
 	official := t.BaseURL == "" || strings.Contains(t.BaseURL, "api.openai.com") || strings.Contains(t.BaseURL, "api.anthropic.com")
