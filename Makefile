@@ -16,7 +16,7 @@ VERSITYGW := $(GOBIN)/versitygw
 VERSITYGW_VERSION := v1.8.0
 
 # Packages with goroutines run under the race detector.
-RACE_PKGS := ./pipeline/... ./store/... ./datasets/... ./openai/... ./gateway/...
+RACE_PKGS := ./pipeline/... ./store/... ./datasets/... ./openai/... ./gateway/... ./distill/...
 ALL_PKGS = $(shell $(GO) list ./...)
 OTHER_PKGS = $(filter-out $(shell $(GO) list $(RACE_PKGS)),$(ALL_PKGS))
 

@@ -1,6 +1,7 @@
 package distill
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,8 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -305,7 +308,7 @@ func TestHarvestStopsOn401(t *testing.T) {
 // Parquet and journal writes included) with a plain HTTP load generator
 // at the same concurrency against the same zero-latency local server.
 func BenchmarkHarvestVsLoadGenerator(b *testing.B) {
-	teacher := startTeacher(b)
+	teacher := startTeacherProcess(b)
 	const n, conc = 2000, 8
 	body := `{"model":"teacher-1","messages":[{"role":"user","content":"Rate: review 1 was good"}],"max_tokens":2,"logprobs":true,"top_logprobs":2}`
 	b.Run("loadgen", func(b *testing.B) {
@@ -355,4 +358,35 @@ func byteInts(s string) []int {
 		out[i] = int(s[i])
 	}
 	return out
+}
+
+// startTeacherProcess runs the teacher server in a child process (this test
+// binary), so that neither side of the benchmark pays for the other's
+// garbage collection.
+func startTeacherProcess(b *testing.B) *teacherServer {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperTeacherServer$")
+	cmd.Env = append(os.Environ(), "DISTILL_TEACHER_HELPER=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &teacherServer{URL: strings.TrimSpace(line)}
+}
+
+// TestHelperTeacherServer is the child process of startTeacherProcess.
+func TestHelperTeacherServer(t *testing.T) {
+	if os.Getenv("DISTILL_TEACHER_HELPER") != "1" {
+		t.Skip("helper process for BenchmarkHarvestVsLoadGenerator")
+	}
+	ts := startTeacher(t)
+	fmt.Println(ts.URL)
+	select {}
 }

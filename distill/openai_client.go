@@ -40,7 +40,8 @@ type OpenAIOptions struct {
 	// APIKeyEnv names where the key came from, for error messages only;
 	// the key itself never appears in an error.
 	APIKeyEnv string
-	// HTTPClient defaults to a client on http.DefaultTransport.
+	// HTTPClient defaults to a client that keeps up to 256 idle connections
+	// per host, enough for any harvest concurrency.
 	HTTPClient *http.Client
 	// Timeout bounds one request, body included (default
 	// DefaultTeacherTimeout; negative: no bound).
@@ -278,7 +279,7 @@ type teacherReply struct {
 
 func newTeacherHTTP(client *http.Client, timeout time.Duration, key string, headers map[string]string) *teacherHTTP {
 	if client == nil {
-		client = &http.Client{}
+		client = &http.Client{Transport: teacherTransport}
 	}
 	if timeout == 0 {
 		timeout = DefaultTeacherTimeout
@@ -442,3 +443,13 @@ func readAllLimit(r io.Reader, limit int64) ([]byte, error) {
 	}
 	return b, err
 }
+
+// teacherTransport is http.DefaultTransport with enough idle connections
+// per host that a concurrent harvest reuses them: the default keeps 2, so
+// at a concurrency of 8 most requests would dial a new connection.
+var teacherTransport = func() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 256
+	t.MaxIdleConns = 256
+	return t
+}()
