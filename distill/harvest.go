@@ -380,8 +380,12 @@ func percentile(sorted []float64, q float64) float64 {
 // softLabel builds the Parquet row of one example from its answer.
 func softLabel(p *prompt, ex Example, rec Record, o HarvestOptions) datasets.SoftLabel {
 	r := rec.Response
+	text := p.text
+	if ex.ID != p.examples[0].ID {
+		text = o.Prompt.Render(ex.Text) // a duplicate keeps its own spelling
+	}
 	row := datasets.SoftLabel{
-		ID: ex.ID, Prompt: o.Prompt.Render(ex.Text), Completion: r.Text, TeacherModel: r.Model,
+		ID: ex.ID, Prompt: text, Completion: r.Text, TeacherModel: r.Model,
 		InputTokens: int64(r.InputTokens), OutputTokens: int64(r.OutputTokens), CostUSD: rec.CostUSD,
 		LatencyMS: float64(r.Latency.Microseconds()) / 1000, FinishReason: r.FinishReason, Split: ex.Split,
 	}

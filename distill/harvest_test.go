@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
@@ -389,4 +391,48 @@ func TestHelperTeacherServer(t *testing.T) {
 	ts := startTeacher(t)
 	fmt.Println(ts.URL)
 	select {}
+}
+
+// TestHarvestAnthropicHardLabels: a teacher without log-probabilities gives
+// one-hot label distributions from its text, and the log says so.
+func TestHarvestAnthropicHardLabels(t *testing.T) {
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		var req struct{ Messages []Message }
+		json.NewDecoder(r.Body).Decode(&req)
+		answer := "Other."
+		if strings.Contains(req.Messages[len(req.Messages)-1].Content, "great") {
+			answer = "great"
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id":"m","type":"message","role":"assistant","model":"claude-x","content":[{"type":"text","text":%q}],"stop_reason":"end_turn","usage":{"input_tokens":12,"output_tokens":2}}`, answer)
+	}))
+	defer srv.Close()
+	teacher, err := NewAnthropic(AnthropicOptions{BaseURL: srv.URL + "/v1", Model: "claude-x", APIKey: "k", APIKeyEnv: "ANTHROPIC_API_KEY"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var logs strings.Builder
+	o := HarvestOptions{Teacher: teacher, Prompt: PromptSpec{Template: "{text}"}, Labels: []string{"great", "other"}, MaxTokens: 4,
+		Price: Price{InputPerMTok: 3, OutputPerMTok: 15}, Dir: dir, Out: filepath.Join(dir, "out.parquet"),
+		Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	sum, err := Harvest(context.Background(), []Example{{ID: "a", Text: "a great tea"}, {ID: "b", Text: "stale"}}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, _ := datasets.ReadSoftLabels(o.Out)
+	if len(rows) != 2 || sum.Logprobs || !strings.Contains(logs.String(), "no log-probabilities") {
+		t.Fatalf("rows %v, summary %+v, log %q", rows, sum, logs.String())
+	}
+	for _, r := range rows {
+		want := map[string]string{"a": "great", "b": "other"}[r.ID]
+		if r.Label != want || len(r.TopK) != 0 || r.LabelDist[map[string]int{"great": 0, "other": 1}[want]].Prob != 1 {
+			t.Errorf("row %+v", r)
+		}
+	}
+	if math.Abs(sum.CostUSD-2*o.Price.Cost(12, 2)) > 1e-12 {
+		t.Errorf("cost %v", sum.CostUSD)
+	}
 }

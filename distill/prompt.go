@@ -22,8 +22,10 @@ type PromptSpec struct {
 func (p PromptSpec) Render(text string) string {
 	labels := strings.Join(p.Labels, ", ")
 	instr := strings.ReplaceAll(p.Instruction, "{labels}", labels)
-	r := strings.NewReplacer("{instruction}", instr, "{text}", text, "{labels}", labels)
-	return r.Replace(p.Template)
+	// Fill {text} last, so braces inside the input are left alone.
+	out := strings.ReplaceAll(p.Template, "{instruction}", instr)
+	out = strings.ReplaceAll(out, "{labels}", labels)
+	return strings.ReplaceAll(out, "{text}", text)
 }
 
 // Messages builds the chat: the system prompt, the few-shot turns, then the
