@@ -513,10 +513,8 @@ func (c *BatchClient) parseResultLine(line []byte) (BatchResult, bool) {
 	return r, true
 }
 
-// batchParseCompletion reads a chat.completion body into a Response.
-//
-// It duplicates what the synchronous OpenAI teacher does with its replies;
-// both could share one function.
+// batchParseCompletion reads a chat.completion body into a Response, with
+// the online client's conversion of the log-probabilities.
 func batchParseCompletion(body []byte) (Response, error) {
 	var cc openai.ChatCompletionResponse
 	if err := json.Unmarshal(body, &cc); err != nil {
@@ -536,41 +534,13 @@ func batchParseCompletion(body []byte) (Response, error) {
 		r.OutputTokens = cc.Usage.CompletionTokens
 	}
 	if ch.Logprobs != nil && ch.Logprobs.Content != nil {
-		r.Tokens = make([]TokenLogprob, len(ch.Logprobs.Content))
-		for i, t := range ch.Logprobs.Content {
-			b, err := batchBytes(t.Bytes)
-			if err != nil {
-				return Response{}, &Error{Kind: KindMalformed, Msg: fmt.Sprintf("logprobs token %d", i), Err: err}
-			}
-			tl := TokenLogprob{Token: t.Token, Bytes: b, Logprob: t.Logprob}
-			if len(t.TopLogprobs) > 0 {
-				tl.Top = make([]TopLogprob, len(t.TopLogprobs))
-				for j, a := range t.TopLogprobs {
-					ab, err := batchBytes(a.Bytes)
-					if err != nil {
-						return Response{}, &Error{Kind: KindMalformed, Msg: fmt.Sprintf("logprobs token %d alternative %d", i, j), Err: err}
-					}
-					tl.Top[j] = TopLogprob{Token: a.Token, Bytes: ab, Logprob: a.Logprob}
-				}
-			}
-			r.Tokens[i] = tl
+		toks, err := openAITokens(ch.Logprobs.Content)
+		if err != nil {
+			return Response{}, &Error{Kind: KindMalformed, Msg: "logprobs", Err: err}
 		}
+		r.Tokens = toks
 	}
 	return r, nil
-}
-
-func batchBytes(v []int) ([]byte, error) {
-	if v == nil {
-		return nil, nil
-	}
-	b := make([]byte, len(v))
-	for i, x := range v {
-		if x < 0 || x > 255 {
-			return nil, fmt.Errorf("byte value %d out of range", x)
-		}
-		b[i] = byte(x)
-	}
-	return b, nil
 }
 
 func batchErrorsText(b *batchObject) string {
