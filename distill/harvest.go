@@ -337,6 +337,7 @@ func (h *harvester) one(ctx context.Context, j *Journal, b *Budget, p *prompt) e
 	}
 	cost := h.o.Price.Cost(resp.InputTokens, resp.OutputTokens)
 	b.Settle(worst, cost)
+	dropBytes(resp.Tokens)
 	rec := Record{Key: p.key, Response: resp, CostUSD: cost}
 	if err := j.Append(rec); err != nil {
 		return fmt.Errorf("harvest: %w", err)
@@ -431,4 +432,15 @@ func harvestGold(examples []Example, o HarvestOptions, w *datasets.SoftLabelWrit
 		}
 	}
 	return nil
+}
+
+// dropBytes clears the tokens' raw bytes: soft labels keep token strings,
+// and base64 bytes would double the journal's size and encoding time.
+func dropBytes(toks []TokenLogprob) {
+	for i := range toks {
+		toks[i].Bytes = nil
+		for j := range toks[i].Top {
+			toks[i].Top[j].Bytes = nil
+		}
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -311,7 +312,8 @@ func TestHarvestStopsOn401(t *testing.T) {
 // at the same concurrency against the same zero-latency local server.
 func BenchmarkHarvestVsLoadGenerator(b *testing.B) {
 	teacher := startTeacherProcess(b)
-	const n, conc = 2000, 8
+	const n = 2000
+	conc := benchConcurrency()
 	body := `{"model":"teacher-1","messages":[{"role":"user","content":"Rate: review 1 was good"}],"max_tokens":2,"logprobs":true,"top_logprobs":2}`
 	b.Run("loadgen", func(b *testing.B) {
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc}}
@@ -435,4 +437,13 @@ func TestHarvestAnthropicHardLabels(t *testing.T) {
 	if math.Abs(sum.CostUSD-2*o.Price.Cost(12, 2)) > 1e-12 {
 		t.Errorf("cost %v", sum.CostUSD)
 	}
+}
+
+// benchConcurrency is the concurrency of both sides of the throughput
+// benchmark: $HARVEST_BENCH_CONCURRENCY, default 8.
+func benchConcurrency() int {
+	if v, err := strconv.Atoi(os.Getenv("HARVEST_BENCH_CONCURRENCY")); err == nil && v > 0 {
+		return v
+	}
+	return 8
 }
