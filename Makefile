@@ -53,7 +53,7 @@ test: tools
 # (model/testdata/oracle/bench_torch.py) for the ratio.
 bench: torch
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./datasets/...
-	$(GO) test -run '^$$' -bench . -benchmem $(OTHER_PKGS)
+	$(GO) test -run '^$$' -bench . -benchmem $(filter-out %/datasets,$(ALL_PKGS))
 	/usr/bin/python3 model/testdata/oracle/bench_torch.py --threads 1
 
 # Short coverage-guided runs of every fuzz target (count-based: reproducible length).
