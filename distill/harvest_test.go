@@ -440,10 +440,12 @@ func TestHarvestAnthropicHardLabels(t *testing.T) {
 }
 
 // benchConcurrency is the concurrency of both sides of the throughput
-// benchmark: $HARVEST_BENCH_CONCURRENCY, default 8.
+// benchmark: $HARVEST_BENCH_CONCURRENCY, default 32 (where the load
+// generator is at its peak on a 2-core machine, and the journal's fsyncs
+// are shared by enough answers).
 func benchConcurrency() int {
 	if v, err := strconv.Atoi(os.Getenv("HARVEST_BENCH_CONCURRENCY")); err == nil && v > 0 {
 		return v
 	}
-	return 8
+	return 32
 }

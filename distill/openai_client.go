@@ -119,6 +119,10 @@ func (c *OpenAIClient) Complete(ctx context.Context, req Request) (Response, err
 	if rep.status/100 != 2 {
 		return Response{}, c.http.fail(c.statusError(rep, rate), rep, rate)
 	}
+	if resp, ok := fastReply(rep.body); ok {
+		resp.Latency, resp.Rate = rep.latency, rate
+		return resp, nil
+	}
 	var out openai.ChatCompletionResponse
 	if err := json.Unmarshal(rep.body, &out); err != nil {
 		return Response{}, c.http.fail(&Error{Kind: KindMalformed, Msg: "the answer is not JSON", Err: err}, rep, rate)
