@@ -62,6 +62,7 @@ fuzz:
 	$(GO) test ./datasets -run '^$$' -fuzz FuzzReadJSONLRow -fuzztime 20000x -parallel 1
 	$(GO) test ./openai -run '^$$' -fuzz FuzzReadSSE -fuzztime 20000x -parallel 1
 	$(GO) test ./model -run '^$$' -fuzz FuzzParseHeader -fuzztime 20000x -parallel 1
+	$(GO) test ./distill -run '^$$' -fuzz FuzzFastReply -fuzztime 20000x -parallel 1
 	$(GO) test ./model -run '^$$' -fuzz FuzzEncode -fuzztime 20000x -fuzzminimizetime 100x -parallel 1
 
 # A bundle for an offline NVIDIA machine: the binary, the golden checkpoints and
