@@ -141,7 +141,13 @@ func fieldText(f map[string]any) string {
 	sort.Strings(keys)
 	var b strings.Builder
 	for _, k := range keys {
-		fmt.Fprintf(&b, " %s=%v", k, f[k])
+		v := f[k]
+		switch v.(type) {
+		case map[string]any, map[string]int64, map[string]int, []any:
+			data, _ := json.Marshal(v)
+			v = string(data)
+		}
+		fmt.Fprintf(&b, " %s=%v", k, v)
 	}
 	return b.String()
 }
