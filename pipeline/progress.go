@@ -134,6 +134,12 @@ func fieldText(f map[string]any) string {
 	if len(f) == 0 {
 		return ""
 	}
+	return " " + FormatFields(f)
+}
+
+// FormatFields renders a summary as sorted key=value pairs, with maps and
+// lists as JSON.
+func FormatFields(f map[string]any) string {
 	keys := make([]string, 0, len(f))
 	for k := range f {
 		keys = append(keys, k)
@@ -147,7 +153,10 @@ func fieldText(f map[string]any) string {
 			data, _ := json.Marshal(v)
 			v = string(data)
 		}
-		fmt.Fprintf(&b, " %s=%v", k, v)
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%v", k, v)
 	}
 	return b.String()
 }

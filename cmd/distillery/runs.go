@@ -1,10 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -112,31 +110,9 @@ func printRunSummary(w io.Writer, res *pipeline.Result) {
 		if len(s.Outputs) > 0 {
 			outs = fmt.Sprintf("%d files, %s", len(s.Outputs), humanBytes(size))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, status, took, outs, summaryText(s.Summary))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, status, took, outs, pipeline.FormatFields(s.Summary))
 	}
 	tw.Flush()
-}
-
-func summaryText(s map[string]any) string {
-	if len(s) == 0 {
-		return ""
-	}
-	var keys []string
-	for k := range s {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var parts []string
-	for _, k := range keys {
-		v := s[k]
-		switch v.(type) {
-		case map[string]any, map[string]int64, []any:
-			b, _ := json.Marshal(v)
-			v = string(b)
-		}
-		parts = append(parts, fmt.Sprintf("%s=%v", k, v))
-	}
-	return strings.Join(parts, " ")
 }
 
 func humanBytes(n int64) string {
