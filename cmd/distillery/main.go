@@ -101,6 +101,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			modelCommand(),
 			generateCommand(),
 			tokenizeCommand(),
+			tokenizerCommand(),
 			serveCommand(),
 			versionCommand(),
 		},
