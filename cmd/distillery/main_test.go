@@ -104,7 +104,7 @@ func TestExitCodesAndHelp(t *testing.T) {
 		}
 	}
 	walk(nil, []string{"validate", "run", "runs", "data", "version", "model", "generate", "tokenize", "tokenizer", "serve"})
-	walk([]string{"model"}, []string{"init", "logits", "bench"})
+	walk([]string{"model"}, []string{"init", "logits", "bench", "prune"})
 	walk([]string{"tokenizer"}, []string{"train"})
 	walk([]string{"runs"}, []string{"list", "show"})
 	walk([]string{"data"}, []string{"import", "inspect", "stats"})

@@ -50,6 +50,7 @@ func modelCommand() *cli.Command {
 				Action: modelLogits,
 			},
 			modelBenchCommand(),
+			pruneCommand(),
 		},
 	}
 }
