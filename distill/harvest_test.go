@@ -147,9 +147,10 @@ func startFaultProxy(t testing.TB, upstream string, rate float64, seed uint64) *
 			time.Sleep(50 * time.Millisecond) // slow, but within the client's timeout
 			rp.ServeHTTP(w, r)
 		case "timeout":
-			time.Sleep(300 * time.Millisecond) // past the client's timeout: never answered
-			conn, _, _ := w.(http.Hijacker).Hijack()
-			conn.Close()
+			<-r.Context().Done() // never answered: the client gives up first
+			if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+				conn.Close()
+			}
 		case "cut":
 			conn, _, _ := w.(http.Hijacker).Hijack()
 			conn.Close()
@@ -191,7 +192,7 @@ func reviews(n int) []Example {
 }
 
 func harvestOpts(t testing.TB, url, dir string) HarvestOptions {
-	teacher, err := NewOpenAI(OpenAIOptions{BaseURL: url, Model: "teacher-1", APIKey: "k", APIKeyEnv: "TEACHER_KEY", Timeout: 150 * time.Millisecond})
+	teacher, err := NewOpenAI(OpenAIOptions{BaseURL: url, Model: "teacher-1", APIKey: "k", APIKeyEnv: "TEACHER_KEY", Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
