@@ -359,36 +359,43 @@ func (s *replyScanner) skipString() bool {
 	return s.skipStr()
 }
 
-// reply reads the top-level object.
-func (s *replyScanner) reply(r *Response) bool {
+// object reads a JSON object whose members are named in known, calling
+// field with each member's index in known (or an index past it for other
+// members, which field must skip). It returns the members seen, as bits.
+func (s *replyScanner) object(known []string, field func(k int) bool) (uint32, bool) {
 	if !s.begin('{') {
-		return false
+		return 0, false
 	}
 	var seen uint32
 	ok := true
 	for n := 0; s.more(n, '}', &ok); n++ {
-		k, good := s.key(replyKeys, &seen)
-		if !good {
-			return false
-		}
-		switch k {
-		case 0, 1, 6: // id, object, system_fingerprint
-			good = s.skipString()
-		case 2: // created
-			_, good = s.int(64)
-		case 3:
-			r.Model, good = s.str()
-		case 4:
-			good = s.choices(r)
-		case 5:
-			good = s.usage(r)
-		default:
-			good = s.skip()
-		}
-		if !good {
-			return false
+		k, good := s.key(known, &seen)
+		if !good || !field(k) {
+			return 0, false
 		}
 	}
+	return seen, ok
+}
+
+// reply reads the top-level object.
+func (s *replyScanner) reply(r *Response) bool {
+	seen, ok := s.object(replyKeys, func(k int) (good bool) {
+		switch k {
+		case 0, 1, 6: // id, object, system_fingerprint
+			return s.skipString()
+		case 2: // created
+			_, good = s.int(64)
+			return good
+		case 3:
+			r.Model, good = s.str()
+			return good
+		case 4:
+			return s.choices(r)
+		case 5:
+			return s.usage(r)
+		}
+		return s.skip()
+	})
 	return ok && seen&(1<<4) != 0
 }
 
@@ -397,17 +404,9 @@ func (s *replyScanner) usage(r *Response) bool {
 	if s.null() {
 		return true
 	}
-	if !s.begin('{') {
-		return false
-	}
-	var seen uint32
-	ok := true
-	for n := 0; s.more(n, '}', &ok); n++ {
-		k, good := s.key(usageKeys, &seen)
-		if !good {
-			return false
-		}
+	_, ok := s.object(usageKeys, func(k int) bool {
 		var v int64
+		good := true
 		switch k {
 		case 0:
 			v, good = s.int(strconv.IntSize)
@@ -420,10 +419,8 @@ func (s *replyScanner) usage(r *Response) bool {
 		default:
 			good = s.skip()
 		}
-		if !good {
-			return false
-		}
-	}
+		return good
+	})
 	return ok
 }
 
@@ -434,62 +431,39 @@ func (s *replyScanner) choices(r *Response) bool {
 }
 
 func (s *replyScanner) choice(r *Response) bool {
-	if !s.begin('{') {
-		return false
-	}
-	var seen uint32
-	ok := true
-	for n := 0; s.more(n, '}', &ok); n++ {
-		k, good := s.key(choiceKeys, &seen)
-		if !good {
-			return false
-		}
+	seen, ok := s.object(choiceKeys, func(k int) (good bool) {
 		switch k {
 		case 0: // index
 			_, good = s.int(strconv.IntSize)
+			return good
 		case 1:
-			good = s.message(r)
+			return s.message(r)
 		case 2:
-			good = s.logprobs(r)
+			return s.logprobs(r)
 		case 3:
 			r.FinishReason, good = s.str()
-		default:
-			good = s.skip()
+			return good
 		}
-		if !good {
-			return false
-		}
-	}
+		return s.skip()
+	})
 	return ok && seen&(1<<1) != 0
 }
 
 // message reads a message whose content is a string.
 func (s *replyScanner) message(r *Response) bool {
-	if !s.begin('{') {
-		return false
-	}
-	var seen uint32
-	ok := true
-	for n := 0; s.more(n, '}', &ok); n++ {
-		k, good := s.key(messageKeys, &seen)
-		if !good {
-			return false
-		}
+	seen, ok := s.object(messageKeys, func(k int) (good bool) {
 		switch k {
 		case 0, 2, 4: // role, name, tool_call_id
-			good = s.skipString()
+			return s.skipString()
 		case 1:
 			if s.peek() != '"' {
 				return false // null, parts, or a type error
 			}
 			r.Text, good = s.str()
-		default: // tool_calls (raw) and unknown members
-			good = s.skip()
+			return good
 		}
-		if !good {
-			return false
-		}
-	}
+		return s.skip() // tool_calls (raw) and unknown members
+	})
 	return ok && seen&(1<<1) != 0
 }
 
@@ -497,25 +471,12 @@ func (s *replyScanner) logprobs(r *Response) bool {
 	if s.null() {
 		return true
 	}
-	if !s.begin('{') {
-		return false
-	}
-	var seen uint32
-	ok := true
-	for n := 0; s.more(n, '}', &ok); n++ {
-		k, good := s.key(lpKeys, &seen)
-		if !good {
-			return false
-		}
+	_, ok := s.object(lpKeys, func(k int) bool {
 		if k == 0 {
-			good = s.tokens(r)
-		} else {
-			good = s.skip()
+			return s.tokens(r)
 		}
-		if !good {
-			return false
-		}
-	}
+		return s.skip()
+	})
 	return ok
 }
 
@@ -541,16 +502,7 @@ func (s *replyScanner) tokens(r *Response) bool {
 }
 
 func (s *replyScanner) token(t *TokenLogprob) bool {
-	if !s.begin('{') {
-		return false // null elements too
-	}
-	var seen uint32
-	ok := true
-	for n := 0; s.more(n, '}', &ok); n++ {
-		k, good := s.key(tokenKeys, &seen)
-		if !good {
-			return false
-		}
+	_, ok := s.object(tokenKeys, func(k int) (good bool) { // null elements fail too
 		switch k {
 		case 0:
 			t.Token, good = s.str()
@@ -563,10 +515,8 @@ func (s *replyScanner) token(t *TokenLogprob) bool {
 		default:
 			good = s.skip()
 		}
-		if !good {
-			return false
-		}
-	}
+		return good
+	})
 	return ok
 }
 
@@ -594,16 +544,7 @@ func (s *replyScanner) topLogprobs() ([]TopLogprob, bool) {
 }
 
 func (s *replyScanner) top(a *TopLogprob) bool {
-	if !s.begin('{') {
-		return false
-	}
-	var seen uint32
-	ok := true
-	for n := 0; s.more(n, '}', &ok); n++ {
-		k, good := s.key(topKeys, &seen)
-		if !good {
-			return false
-		}
+	_, ok := s.object(topKeys, func(k int) (good bool) {
 		switch k {
 		case 0:
 			a.Token, good = s.str()
@@ -614,10 +555,8 @@ func (s *replyScanner) top(a *TopLogprob) bool {
 		default:
 			good = s.skip()
 		}
-		if !good {
-			return false
-		}
-	}
+		return good
+	})
 	return ok
 }
 
