@@ -44,8 +44,15 @@ type result struct {
 
 func runCLI(t *testing.T, dir string, args ...string) result {
 	t.Helper()
+	return runWithEnv(t, nil, dir, args...)
+}
+
+// runWithEnv runs the binary in dir with extra environment variables.
+func runWithEnv(t *testing.T, env []string, dir string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
