@@ -23,6 +23,7 @@ type Model struct {
 
 	names   []string          // weight names, sorted: the order of graph inputs
 	weights []*tensors.Tensor // same order
+	wrap    func(PlainParams) Params
 
 	once     sync.Once
 	fwdExec  *graph.Exec
@@ -36,6 +37,9 @@ type LoadOptions struct {
 	Backend compute.Backend
 	// DType is "f32" (default) or "bf16".
 	DType string
+	// Params, when set, wraps the weight nodes of every forward pass. LoRA
+	// adapters and packed INT4 weights plug in here through Params.Linear.
+	Params func(PlainParams) Params
 }
 
 // WeightShapes lists every weight a config needs, with its HF shape.
@@ -126,6 +130,17 @@ func Load(dir string, opts LoadOptions) (*Model, error) {
 
 // New builds a model from host weights (HF names, row-major float32).
 func New(cfg *Config, host map[string][]float32, shapes map[string][]int, opts LoadOptions) (*Model, error) {
+	ts := make(map[string]*tensors.Tensor, len(host))
+	for name, v := range host {
+		ts[name] = tensors.FromFlatDataAndDimensions(v, shapes[name]...)
+	}
+	return NewFromTensors(cfg, ts, opts)
+}
+
+// NewFromTensors builds a model from named tensors of any dtype: float
+// weights are cast to the compute dtype, others (packed INT4 words) reach
+// opts.Params as they are.
+func NewFromTensors(cfg *Config, ts map[string]*tensors.Tensor, opts LoadOptions) (*Model, error) {
 	b := opts.Backend
 	if b == nil {
 		var err error
@@ -133,7 +148,7 @@ func New(cfg *Config, host map[string][]float32, shapes map[string][]int, opts L
 			return nil, err
 		}
 	}
-	m := &Model{Config: cfg, Backend: b, DType: dtypes.Float32}
+	m := &Model{Config: cfg, Backend: b, DType: dtypes.Float32, wrap: opts.Params}
 	switch opts.DType {
 	case "", "f32":
 	case "bf16":
@@ -141,12 +156,12 @@ func New(cfg *Config, host map[string][]float32, shapes map[string][]int, opts L
 	default:
 		return nil, fmt.Errorf("dtype %q: want f32 or bf16", opts.DType)
 	}
-	for name := range host {
+	for name := range ts {
 		m.names = append(m.names, name)
 	}
 	sort.Strings(m.names)
 	for _, name := range m.names {
-		m.weights = append(m.weights, tensors.FromFlatDataAndDimensions(host[name], shapes[name]...))
+		m.weights = append(m.weights, ts[name])
 	}
 	return m, nil
 }
@@ -154,17 +169,48 @@ func New(cfg *Config, host map[string][]float32, shapes map[string][]int, opts L
 // WeightNames returns the model's weight names in graph-input order.
 func (m *Model) WeightNames() []string { return m.names }
 
-// params turns the leading graph inputs into Params, cast to the compute dtype.
-func (m *Model) params(in []*graph.Node) PlainParams {
+// plain turns the leading graph inputs into PlainParams; float weights are
+// cast to the compute dtype.
+func (m *Model) plain(in []*graph.Node) PlainParams {
 	p := PlainParams{}
 	for i, name := range m.names {
 		n := in[i]
-		if m.DType != dtypes.Float32 {
+		if m.DType != dtypes.Float32 && n.DType().IsFloat() {
 			n = graph.ConvertDType(n, m.DType)
 		}
 		p[name] = n
 	}
 	return p
+}
+
+// params is plain, wrapped by LoadOptions.Params when set.
+func (m *Model) params(in []*graph.Node) Params {
+	p := m.plain(in)
+	if m.wrap != nil {
+		return m.wrap(p)
+	}
+	return p
+}
+
+// HostWeights copies the model's float weights to the host by name.
+func (m *Model) HostWeights() map[string][]float32 {
+	out := map[string][]float32{}
+	for i, name := range m.names {
+		if m.weights[i].DType() == dtypes.Float32 {
+			out[name] = tensors.MustCopyFlatData[float32](m.weights[i])
+		}
+	}
+	return out
+}
+
+// Tensors returns the model's input tensors by name; callers must not
+// modify or finalize them.
+func (m *Model) Tensors() map[string]*tensors.Tensor {
+	out := make(map[string]*tensors.Tensor, len(m.names))
+	for i, name := range m.names {
+		out[name] = m.weights[i]
+	}
+	return out
 }
 
 func (m *Model) init() error {

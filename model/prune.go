@@ -143,18 +143,9 @@ func prune(m *Model, opts PruneOptions, pick func([]float64, int) []int) (*Confi
 	return cfg, w, rep, plan, err
 }
 
-// hostWeights copies the model's weights to the host by name.
-func (m *Model) hostWeights() map[string][]float32 {
-	out := map[string][]float32{}
-	for i, name := range m.names {
-		out[name] = tensors.MustCopyFlatData[float32](m.weights[i])
-	}
-	return out
-}
-
 func applyPrunePlan(m *Model, plan prunePlan, kI, kG int) (*Config, map[string][]float32, PruneReport, error) {
 	c := m.Config
-	src := m.hostWeights()
+	src := m.HostWeights()
 	cfg := *c
 	cfg.Extra = maps.Clone(c.Extra)
 	cfg.NumHiddenLayers = len(plan.layers)
@@ -297,7 +288,7 @@ func pruneImportance(m *Model, calib [][]int) (mlpImp, headImp [][]float64, err 
 	nl, nkv := c.NumHiddenLayers, c.NumKeyValueHeads
 	nw := len(m.names)
 	exec, err := graph.NewExec(m.Backend, func(g *graph.Graph, in []*graph.Node) []*graph.Node {
-		p := recordParams{PlainParams: m.params(in), seen: map[string]*graph.Node{}}
+		p := recordParams{PlainParams: m.plain(in), seen: map[string]*graph.Node{}}
 		ids, pos, mask := in[nw], in[nw+1], in[nw+2] // mask [b, s] f32: 1 for real tokens
 		Forward(c, p, Inputs{IDs: ids, Positions: pos})
 		dims := ids.Shape().Dimensions
