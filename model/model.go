@@ -240,6 +240,19 @@ func (m *Model) init() error {
 	return m.initErr
 }
 
+// NewExec compiles fn over the model's weights: fn gets the forward pass's
+// Params (with any LoRA or INT4 wrapper) and the extra inputs. Call the
+// result with m.Args(extra...).
+func (m *Model) NewExec(fn func(p Params, extra []*graph.Node) []*graph.Node) (*graph.Exec, error) {
+	nw := len(m.names)
+	return graph.NewExec(m.Backend, func(g *graph.Graph, in []*graph.Node) []*graph.Node {
+		return fn(m.params(in), in[nw:])
+	})
+}
+
+// Args lists the model's weights followed by extra, for an Exec from NewExec.
+func (m *Model) Args(extra ...any) []any { return m.args(extra...) }
+
 func (m *Model) args(extra ...any) []any {
 	args := make([]any, 0, len(m.weights)+len(extra))
 	for _, w := range m.weights {

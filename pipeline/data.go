@@ -14,6 +14,24 @@ import (
 // ExamplesFile is the data stage's output: the canonical Parquet dataset.
 const ExamplesFile = "examples.parquet"
 
+// ImportOptions are the recipe's data settings for datasets.Import.
+func ImportOptions(r *recipes.Recipe, out string) datasets.ImportOptions {
+	opts := datasets.ImportOptions{
+		TextField:   r.Data.TextField,
+		LabelField:  r.Data.LabelField,
+		IDField:     r.Data.IDField,
+		Fractions:   datasets.Fractions{Train: r.Data.Split.Train, Val: r.Data.Split.Val, Test: r.Data.Split.Test},
+		Seed:        r.Data.Split.Seed,
+		Dedupe:      r.Data.Dedupe,
+		SkipInvalid: r.Data.SkipInvalid,
+		Out:         out,
+	}
+	for _, s := range r.Data.Source {
+		opts.Sources = append(opts.Sources, datasets.Source{Path: r.Path(s.Path), Format: s.Format, Split: s.Split})
+	}
+	return opts
+}
+
 // DataStage imports the recipe's data sources into one canonical Parquet
 // file with train/val/test splits.
 type DataStage struct{}
@@ -35,20 +53,8 @@ func (DataStage) Key(ctx context.Context, r *recipes.Recipe) (Key, error) {
 
 func (DataStage) Run(ctx context.Context, sc *StageContext) error {
 	r := sc.Recipe
-	opts := datasets.ImportOptions{
-		TextField:   r.Data.TextField,
-		LabelField:  r.Data.LabelField,
-		IDField:     r.Data.IDField,
-		Fractions:   datasets.Fractions{Train: r.Data.Split.Train, Val: r.Data.Split.Val, Test: r.Data.Split.Test},
-		Seed:        r.Data.Split.Seed,
-		Dedupe:      r.Data.Dedupe,
-		SkipInvalid: r.Data.SkipInvalid,
-		Out:         filepath.Join(sc.Dir, ExamplesFile),
-		Progress:    func(rows int64) { sc.Progress(rows, 0, "rows") },
-	}
-	for _, s := range r.Data.Source {
-		opts.Sources = append(opts.Sources, datasets.Source{Path: r.Path(s.Path), Format: s.Format, Split: s.Split})
-	}
+	opts := ImportOptions(r, filepath.Join(sc.Dir, ExamplesFile))
+	opts.Progress = func(rows int64) { sc.Progress(rows, 0, "rows") }
 	res, err := datasets.Import(ctx, opts)
 	if err != nil {
 		var re datasets.RowErrors

@@ -38,6 +38,10 @@ func (HarvestStage) Key(_ context.Context, r *recipes.Recipe) (Key, error) {
 
 func (HarvestStage) Run(ctx context.Context, sc *StageContext) error {
 	r := sc.Recipe
+	if r.Task.Kind == "lm" {
+		sc.Summarize("skipped", "task.kind lm trains on the raw texts, without a teacher")
+		return nil
+	}
 	examples, err := harvestExamples(sc)
 	if err != nil {
 		return err
@@ -111,8 +115,10 @@ func harvestOptions(r *recipes.Recipe, dir string) (distill.HarvestOptions, erro
 	for _, f := range t.FewShot {
 		fewShot = append(fewShot, [2]string{f.Input, f.Output})
 	}
+	prompt := PromptSpec(r)
+	prompt.FewShot = fewShot
 	o := distill.HarvestOptions{
-		Prompt:      distill.PromptSpec{Template: r.Task.PromptTemplate, Instruction: r.Task.Instruction, Labels: r.Task.Labels, System: t.SystemPrompt, FewShot: fewShot},
+		Prompt:      prompt,
 		Labels:      r.Task.Labels,
 		MaxTokens:   t.MaxTokens,
 		Temperature: t.Temperature,
@@ -145,6 +151,12 @@ func harvestOptions(r *recipes.Recipe, dir string) (distill.HarvestOptions, erro
 		}
 	}
 	return o, nil
+}
+
+// PromptSpec is the recipe's prompt layout, without few-shot turns: how
+// the teacher was asked, and how the student sees its inputs.
+func PromptSpec(r *recipes.Recipe) distill.PromptSpec {
+	return distill.PromptSpec{Template: r.Task.PromptTemplate, Instruction: r.Task.Instruction, Labels: r.Task.Labels, System: r.Teacher.SystemPrompt}
 }
 
 // newTeacher makes the client for teacher.kind; nil for gold labels.

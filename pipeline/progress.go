@@ -126,8 +126,8 @@ func bar(e Event, elapsed time.Duration) string {
 	if s := elapsed.Seconds(); s > 0 {
 		rate = fmt.Sprintf(" %.0f %s/s", float64(e.Done)/s, e.Unit)
 	}
-	return fmt.Sprintf("%-9s [%s%s] %3.0f%% %d/%d %s%s%s", e.Stage, strings.Repeat("=", n), strings.Repeat(" ", width-n),
-		frac*100, e.Done, e.Total, e.Unit, rate, eta)
+	return fmt.Sprintf("%-9s [%s%s] %3.0f%% %d/%d %s%s%s%s", e.Stage, strings.Repeat("=", n), strings.Repeat(" ", width-n),
+		frac*100, e.Done, e.Total, e.Unit, rate, eta, fieldText(e.Fields))
 }
 
 func fieldText(f map[string]any) string {

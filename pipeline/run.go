@@ -333,8 +333,8 @@ func (e *engine) runStage(ctx context.Context, st Stage, rec *StageRecord, key s
 		Recipe: e.r, RunID: e.m.RunID, RunDir: e.runDir, Dir: dir, Upstream: upstream,
 		Log: slog.New(&logHandler{report: e.report, stage: name}),
 	}
-	sc.progress = func(done, total int64, unit string) {
-		e.report(Event{Stage: name, Event: "progress", Done: done, Total: total, Unit: unit})
+	sc.progress = func(done, total int64, unit string, fields map[string]any) {
+		e.report(Event{Stage: name, Event: "progress", Done: done, Total: total, Unit: unit, Fields: fields})
 	}
 	runErr := st.Run(ctx, sc)
 	fin := time.Now().UTC()

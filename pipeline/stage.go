@@ -50,13 +50,19 @@ type StageContext struct {
 	Log      *slog.Logger
 
 	summary  map[string]any
-	progress func(done, total int64, unit string)
+	progress func(done, total int64, unit string, fields map[string]any)
 }
 
 // Progress reports how far the stage is; total may be 0 when unknown.
 func (sc *StageContext) Progress(done, total int64, unit string) {
+	sc.ProgressFields(done, total, unit, nil)
+}
+
+// ProgressFields is Progress with figures shown beside the bar and in the
+// JSON event (loss, learning rate).
+func (sc *StageContext) ProgressFields(done, total int64, unit string, fields map[string]any) {
 	if sc.progress != nil {
-		sc.progress(done, total, unit)
+		sc.progress(done, total, unit, fields)
 	}
 }
 

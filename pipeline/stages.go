@@ -6,5 +6,6 @@ func Stages() map[string]Stage {
 	return map[string]Stage{
 		"data":    DataStage{},
 		"harvest": HarvestStage{},
+		"train":   TrainStage{},
 	}
 }

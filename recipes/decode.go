@@ -217,6 +217,11 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		d.decodeValue(n, v.Field(f.index), joinPath(path, f.name), f)
 		return
 	}
+	if f, ok := findField(fs, "enabled"); ok && n.Kind == yaml.ScalarNode && (n.Value == "none" || n.Value == "false") {
+		// Shorthand: `lora: none` switches an optional section off.
+		v.Field(f.index).SetBool(false)
+		return
+	}
 	if n.Kind != yaml.MappingNode {
 		d.errAt(n, path, "expected a mapping of keys, got "+describe(n), "")
 		return

@@ -85,12 +85,14 @@ func TestErrors(t *testing.T) {
 		{"mapping for scalar", minimal + "train: {lr: {a: 1}}\n", nil, []string{"train.learning_rate: expected a number, got a mapping"}},
 		{"list for section", minimal + "train: [1]\n", nil, []string{"train: expected a mapping of keys, got a list"}},
 		{"enum", "name: t\ntask: {kind: clasification, labels: [a, b]}\ndata: {source: d}\nteacher: {model: m}\nstudent: {base: s}\n", nil,
-			[]string{`r.yaml:2:14: task.kind: "clasification" is not one of classification, generation (did you mean "classification"?)`}},
+			[]string{`r.yaml:2:14: task.kind: "clasification" is not one of classification, generation, lm (did you mean "classification"?)`}},
 		{"range", minimal + "lora: {dropout: 1}\n", nil, []string{"lora.dropout: 1 is out of range: must be >= 0 and < 1"}},
 		{"range top_logprobs", minimal + "teacher2: 1\n", nil, []string{`did you mean "teacher"?`}},
 		{"duration", minimal + "train: {}\n", []string{"teacher.timeout=5"}, []string{"--set teacher.timeout=5: teacher.timeout: expected a duration like 30s"}},
 		{"duplicate key", minimal + "train: {lr: 0.1, learning_rate: 0.2}\n", nil, []string{"train.learning_rate: duplicate key"}},
 		{"missing required", "name: t\ntask: {kind: generation}\ndata: {source: d}\nstudent: {base: s}\n", nil, []string{"r.yaml:1:1: teacher: missing required field"}},
+		{"lm needs no teacher but no labels", "name: t\ntask: {kind: lm, labels: [a, b]}\ndata: {source: d}\nstudent: {base: s}\n", nil, []string{"task.labels: labels are only for classification tasks"}},
+		{"lora none is the only shorthand", minimal + "lora: all\n", nil, []string{"lora: expected a mapping of keys"}},
 		{"missing nested required", "name: t\ntask: {kind: generation}\ndata: {}\nteacher: {model: m}\nstudent: {base: s}\n", nil, []string{"r.yaml:3:7: data.source: missing required field"}},
 		{"labels needed", "name: t\ntask: {kind: classification}\ndata: {source: d}\nteacher: {model: m}\nstudent: {base: s}\n", nil, []string{"task.labels: classification needs at least two labels"}},
 		{"split sum", strings.Replace(minimal, "data: {source: d.jsonl}", "data: {source: d, split: {train: 0.5, val: 0.1, test: 0.1}}", 1), nil, []string{"data.split: train + val + test must be 1"}},
@@ -146,6 +148,17 @@ func TestDefaultsAndShorthands(t *testing.T) {
 	}
 	if got := r.Routing.ComplexityBand; len(got) != 2 || got[0] != 1 || got[1] != 2 {
 		t.Errorf("list default: %v", got)
+	}
+	if !r.LoRA.Enabled {
+		t.Error("lora is on by default")
+	}
+	r, errs = parse(t, minimal+"lora: none\n")
+	if errs != nil || r.LoRA.Enabled {
+		t.Errorf("lora: none keeps adapters on (%v)", errs)
+	}
+	r, errs = parse(t, "name: t\ntask: {kind: lm}\ndata: {source: d}\nstudent: {base: s}\nlora: none\n")
+	if errs != nil || r.Task.Kind != "lm" {
+		t.Errorf("an lm recipe needs no teacher: %v", errs)
 	}
 }
 

@@ -27,9 +27,9 @@ type Recipe struct {
 	Description string   `json:"description,omitempty" doc:"Free text shown by 'runs list'."`
 	Task        Task     `json:"task" required:"true" doc:"What the student learns to do."`
 	Data        Data     `json:"data" required:"true" doc:"Where the prompts come from and how they are split."`
-	Teacher     Teacher  `json:"teacher" required:"true" doc:"The LLM whose answers are distilled."`
+	Teacher     Teacher  `json:"teacher" doc:"The LLM whose answers are distilled (required unless task.kind is lm)."`
 	Student     Student  `json:"student" required:"true" doc:"The small model that is trained."`
-	LoRA        LoRA     `json:"lora" doc:"Low-rank adapters trained on the frozen student."`
+	LoRA        LoRA     `json:"lora" doc:"Low-rank adapters trained on the frozen student; 'lora: none' trains all weights (full fine-tuning)."`
 	Train       Train    `json:"train" doc:"Optimiser, schedule and distillation loss."`
 	Quantize    Quantize `json:"quantize" doc:"Weight quantization of the trained student."`
 	Eval        Eval     `json:"eval" doc:"Metrics and the parity gate that must pass before publishing."`
@@ -46,7 +46,7 @@ type Recipe struct {
 
 // Task says what the student does.
 type Task struct {
-	Kind           string   `json:"kind" required:"true" enum:"classification|generation" doc:"classification: answer one of the labels; generation: free text (e.g. extraction)."`
+	Kind           string   `json:"kind" required:"true" enum:"classification|generation|lm" doc:"classification: answer one of the labels; generation: free text (e.g. extraction); lm: causal language-model pretraining on the raw texts (no teacher, no prompt)."`
 	Labels         []string `json:"labels,omitempty" doc:"The label set, for classification (at least two, unique)."`
 	Instruction    string   `json:"instruction,omitempty" doc:"Instruction put before each input in the prompt."`
 	PromptTemplate string   `json:"prompt_template" default:"{instruction}\n\n{text}" doc:"Prompt layout; placeholders {instruction}, {text} and {labels} (comma-separated label set). Must contain {text}."`
@@ -144,7 +144,8 @@ type Train struct {
 	MaxGradNorm       float64 `json:"max_grad_norm" default:"1" range:"[0,inf)" doc:"Global gradient-norm clip (0: off)."`
 	Seed              int     `json:"seed" default:"42" doc:"Seed for initialisation, shuffling and dropout."`
 	EvalEvery         int     `json:"eval_every" default:"100" range:"[0,inf)" doc:"Evaluate on the val split every N steps (0: only at the end)."`
-	EarlyStopPatience int     `json:"early_stop_patience" default:"0" range:"[0,inf)" doc:"Stop after N evaluations without improvement (0: never)."`
+	EarlyStopPatience int     `json:"early_stop_patience" default:"0" range:"[0,inf)" doc:"Stop after N evaluations without improvement of the val loss, keeping the best weights (0: never)."`
+	SaveEvery         int     `json:"save_every" default:"0" range:"[0,inf)" doc:"Write a resumable checkpoint every N steps (0: at each evaluation, else every 50)."`
 	Loss              Loss    `json:"loss" doc:"Distillation loss."`
 }
 

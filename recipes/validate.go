@@ -35,6 +35,13 @@ func validate(r *Recipe, d *decoder) {
 		if r.Eval.Metric != "" && contains([]string{"accuracy", "macro_f1"}, r.Eval.Metric) {
 			d.errPath("eval.metric", r.Eval.Metric+" is a classification metric; generation uses exact_match, token_f1 or rouge_l", "")
 		}
+	case "lm":
+		if len(t.Labels) > 0 {
+			d.errPath("task.labels", "labels are only for classification tasks", "")
+		}
+	}
+	if _, ok := d.keys["teacher"]; !ok && t.Kind != "lm" {
+		d.errPath("teacher", "missing required field (only task.kind lm trains without a teacher)", "")
 	}
 	if !strings.Contains(t.PromptTemplate, "{text}") {
 		d.errPath("task.prompt_template", "must contain the {text} placeholder", "")
@@ -48,8 +55,9 @@ func validate(r *Recipe, d *decoder) {
 		d.errPath("data.split", fmt.Sprintf("train + val + test must be 1, got %g", sum), "")
 	}
 
-	switch r.Teacher.Kind {
-	case "labels":
+	switch {
+	case t.Kind == "lm":
+	case r.Teacher.Kind == "labels":
 		if r.Data.LabelField == "" {
 			d.errPath("data.label_field", "teacher.kind labels needs data.label_field (the gold labels stand in for the teacher)", "")
 		}

@@ -51,6 +51,7 @@ func modelCommand() *cli.Command {
 			},
 			modelBenchCommand(),
 			pruneCommand(),
+			modelEvalCommand(),
 		},
 	}
 }

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# make teacher: builds the quickstart's models from the vendored Fine Foods
+# reviews, reproducibly, and checks them against models/SHA256SUMS.
+#
+#   1. a byte-level BPE tokenizer of 4,000 tokens (train.jsonl texts only)
+#   2. a base LM pretrained on the review texts (models/build/base-lm.yaml)
+#   3. the teacher: the base LM fine-tuned on the gold labels (models/build/teacher.yaml)
+#   4. the student base: the teacher pruned to 1/4 of its non-embedding parameters
+#
+# Outputs go to $DISTILLERY_BUILD (default build/teacher). With --install they
+# replace models/ and SHA256SUMS is rewritten; without it, a rebuild whose
+# hashes differ from the committed ones fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-bin/distillery}
+export DISTILLERY_BUILD=${DISTILLERY_BUILD:-$PWD/build/teacher}
+install=0
+[ "${1:-}" = "--install" ] && install=1
+out=$DISTILLERY_BUILD
+rm -rf "$out" && mkdir -p "$out"
+
+step() { # step NAME COMMAND...: runs and prints the time it took
+  local name=$1; shift
+  local t0=$(date +%s.%N)
+  "$@"
+  printf 'make teacher: %-14s %6.1f s\n' "$name" "$(echo "$(date +%s.%N) - $t0" | bc)" | tee -a "$out/timings.txt"
+}
+
+step tokenizer "$BIN" tokenizer train --vocab 4000 --min-frequency 2 --out "$out/tokenizer" data/fine-foods/train.jsonl
+step init "$BIN" model init --config models/build/base-config.json --seed 1 --dtype bf16 --tokenizer "$out/tokenizer" --out "$out/init"
+step base-lm "$BIN" --runs-dir "$out/runs" run --progress json --until train models/build/base-lm.yaml
+cp -r "$(ls -d "$out"/runs/fine-foods-base-lm/*/train/model | tail -1)" "$out/base-lm"
+step teacher "$BIN" --runs-dir "$out/runs" run --progress json --until train models/build/teacher.yaml
+cp -r "$(ls -d "$out"/runs/fine-foods-teacher/*/train/model | tail -1)" "$out/fine-foods-teacher"
+step prune "$BIN" model prune --in "$out/fine-foods-teacher" --out "$out/fine-foods-student-base" \
+  --keep-layers 0,3 --width 0.5 --heads 1 --calib data/fine-foods/train.jsonl --calib-samples 128 --dtype bf16
+step score "$BIN" model eval --recipe models/build/teacher.yaml --model "$out/fine-foods-teacher" --split test --json | tee "$out/teacher-test.json"
