@@ -23,3 +23,10 @@ type invalid struct{ err error }
 func (e invalid) Error() string        { return e.err.Error() }
 func (e invalid) Unwrap() error        { return e.err }
 func (e invalid) Is(target error) bool { return target == ErrInvalidInput }
+
+// gateFailed marks a failed parity gate, keeping its message.
+type gateFailed struct{ err error }
+
+func (e gateFailed) Error() string        { return e.err.Error() }
+func (e gateFailed) Unwrap() error        { return e.err }
+func (e gateFailed) Is(target error) bool { return target == ErrQualityGate }

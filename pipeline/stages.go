@@ -4,8 +4,11 @@ package pipeline
 // reported as "not built yet" and ends the run there.
 func Stages() map[string]Stage {
 	return map[string]Stage{
-		"data":    DataStage{},
-		"harvest": HarvestStage{},
-		"train":   TrainStage{},
+		"data":     DataStage{},
+		"harvest":  HarvestStage{},
+		"train":    TrainStage{},
+		"quantize": QuantizeStage{},
+		"eval":     EvalStage{},
+		"publish":  PublishStage{},
 	}
 }

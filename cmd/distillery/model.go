@@ -52,6 +52,7 @@ func modelCommand() *cli.Command {
 			modelBenchCommand(),
 			pruneCommand(),
 			modelEvalCommand(),
+			quantizeCommand(),
 		},
 	}
 }

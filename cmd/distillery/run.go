@@ -149,6 +149,7 @@ func runAction(c *cli.Context) error {
 			}
 		} else {
 			printRunSummary(c.App.Writer, res)
+			printScoreboard(c.App.Writer, res.RunDir)
 		}
 		if err != nil && res.Manifest.Status == pipeline.StatusInterrupted {
 			fmt.Fprintf(c.App.ErrWriter, "interrupted: continue with  distillery run --resume %s\n", res.Manifest.RunID)
