@@ -20,7 +20,7 @@ RACE_PKGS := ./pipeline/... ./store/... ./datasets/... ./openai/... ./gateway/..
 ALL_PKGS = $(shell $(GO) list ./...)
 OTHER_PKGS = $(filter-out $(shell $(GO) list $(RACE_PKGS)),$(ALL_PKGS))
 
-.PHONY: all build demo test bench fuzz lint tools torch docs clean gpu-check
+.PHONY: all build demo teacher test bench fuzz lint tools torch chromium docs clean gpu-check
 
 all: build
 
@@ -28,18 +28,26 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/distillery
 
 demo: build
-	$(BIN) validate recipes/examples/*.yaml
-	@echo "demo: the quickstart's teacher model comes with 'make teacher' (not built yet); until then the gold labels stand in for it"
-	$(BIN) run --set teacher.kind=labels recipes/examples/quickstart.yaml
-	$(BIN) runs list --recipe fine-foods-sentiment
+	scripts/demo.sh
+
+# Rebuilds the quickstart's tokenizer, teacher and student base from the vendored
+# reviews (about 25 min on 2 cores) and checks them against models/SHA256SUMS;
+# `make teacher INSTALL=1` replaces models/ instead.
+teacher: build
+	scripts/build-teacher.sh $(if $(INSTALL),--install)
 
 # What the tests need: the real S3 server (versitygw, Apache-2.0) the store tests
 # start on loopback, and Debian's PyTorch, the independent oracle of the model tests.
-tools: $(VERSITYGW) torch
+tools: $(VERSITYGW) torch chromium
 
 torch:
 	@/usr/bin/python3 -c "import torch" 2>/dev/null || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch libopenblas0-pthread; }
+
+# Headless Chromium renders the eval report in a test (no console errors, plots present).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 $(VERSITYGW):
 	$(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
@@ -47,7 +55,7 @@ $(VERSITYGW):
 test: tools
 	$(GO) vet ./...
 	DISTILLERY_REQUIRE_S3=1 PATH="$(GOBIN):$$PATH" $(GO) test -race $(RACE_PKGS)
-	DISTILLERY_REQUIRE_TORCH=1 $(GO) test $(OTHER_PKGS)
+	DISTILLERY_REQUIRE_TORCH=1 DISTILLERY_REQUIRE_CHROMIUM=1 $(GO) test -timeout 30m $(OTHER_PKGS)
 
 # Go benchmarks, then the same model shapes in PyTorch+OpenBLAS on this machine
 # (model/testdata/oracle/bench_torch.py) for the ratio.
@@ -55,12 +63,14 @@ bench: torch
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./datasets/...
 	$(GO) test -run '^$$' -bench . -benchmem $(filter-out %/datasets,$(ALL_PKGS))
 	/usr/bin/python3 model/testdata/oracle/bench_torch.py --threads 1
+	DISTILLERY_ABLATION=1 $(GO) test ./pipeline -run TestKDAblation -v -timeout 90m
 
 # Short coverage-guided runs of every fuzz target (count-based: reproducible length).
 fuzz:
 	$(GO) test ./recipes -run '^$$' -fuzz FuzzParse -fuzztime 20000x -parallel 1
 	$(GO) test ./datasets -run '^$$' -fuzz FuzzReadJSONLRow -fuzztime 20000x -parallel 1
 	$(GO) test ./openai -run '^$$' -fuzz FuzzReadSSE -fuzztime 20000x -parallel 1
+	$(GO) test ./routes -run '^$$' -fuzz FuzzParse -fuzztime 20000x -parallel 1
 	$(GO) test ./model -run '^$$' -fuzz FuzzParseHeader -fuzztime 20000x -parallel 1
 	$(GO) test ./distill -run '^$$' -fuzz FuzzFastReply -fuzztime 20000x -parallel 1
 	$(GO) test ./model -run '^$$' -fuzz FuzzEncode -fuzztime 20000x -fuzzminimizetime 100x -parallel 1

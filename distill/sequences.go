@@ -133,17 +133,9 @@ func buildSequence(r datasets.SoftLabel, o SequenceOptions, labelIDs []int32, eo
 	if len(comp) >= o.MaxLen {
 		comp = comp[:o.MaxLen/2]
 	}
-	pre, err := o.prefix(r.Prompt)
+	pre, truncated, err := o.PromptIDs(r, len(comp))
 	if err != nil {
 		return Sequence{}, false, err
-	}
-	truncated := false
-	if over := len(pre) + len(comp) - o.MaxLen; over > 0 {
-		truncated = true
-		pre, err = o.shorten(r, pre, over)
-		if err != nil {
-			return Sequence{}, false, err
-		}
 	}
 	n := len(pre) + len(comp)
 	s := Sequence{ID: r.ID, IDs: make([]int32, n), Loss: make([]float32, n), Label: -1, Answer: len(pre) - 1}
@@ -171,6 +163,21 @@ func buildSequence(r datasets.SoftLabel, o SequenceOptions, labelIDs []int32, eo
 		s.Soft = soft
 	}
 	return s, truncated, nil
+}
+
+// PromptIDs is a row's prompt in the student's chat format, as training
+// sees it: shortened (truncated = true) to leave reserve tokens for the
+// completion within MaxLen.
+func (o SequenceOptions) PromptIDs(r datasets.SoftLabel, reserve int) (ids []int, truncated bool, err error) {
+	pre, err := o.prefix(r.Prompt)
+	if err != nil {
+		return nil, false, err
+	}
+	if over := len(pre) + reserve - o.MaxLen; over > 0 {
+		pre, err = o.shorten(r, pre, over)
+		return pre, true, err
+	}
+	return pre, false, nil
 }
 
 // shorten drops over tokens from the prompt: through Render when it can cut

@@ -35,3 +35,28 @@ cp -r "$(ls -d "$out"/runs/fine-foods-teacher/*/train/model | tail -1)" "$out/fi
 step prune "$BIN" model prune --in "$out/fine-foods-teacher" --out "$out/fine-foods-student-base" \
   --keep-layers 0,3 --width 0.5 --heads 1 --calib data/fine-foods/train.jsonl --calib-samples 128 --dtype bf16
 step score "$BIN" model eval --recipe models/build/teacher.yaml --model "$out/fine-foods-teacher" --split test --json | tee "$out/teacher-test.json"
+python_free_check() { # the two numbers the quickstart needs, from the JSON the steps printed
+  local pts; pts=$(grep -o '"points_over_majority": *[-0-9.e]*' "$out/teacher-test.json" | grep -o '[-0-9.e]*$')
+  echo "make teacher: teacher test accuracy is $pts points above the majority class (target: 15)"
+}
+python_free_check
+
+cd "$out"
+find tokenizer fine-foods-teacher fine-foods-student-base -type f | LC_ALL=C sort | xargs sha256sum > SHA256SUMS
+cd - >/dev/null
+if [ $install = 1 ]; then
+  rm -rf models/fine-foods-tokenizer models/fine-foods-teacher models/fine-foods-student-base
+  cp -r "$out/tokenizer" models/fine-foods-tokenizer
+  cp -r "$out/fine-foods-teacher" "$out/fine-foods-student-base" models/
+  sed 's#  tokenizer/#  fine-foods-tokenizer/#' "$out/SHA256SUMS" > models/SHA256SUMS
+  cp "$out/teacher-test.json" models/build/teacher-test.json
+  cp "$out/timings.txt" models/build/timings.txt
+  echo "make teacher: installed into models/ ($(du -sh models | cut -f1)); commit models/"
+elif [ -f models/SHA256SUMS ]; then
+  if diff <(sed 's#  tokenizer/#  fine-foods-tokenizer/#' "$out/SHA256SUMS") models/SHA256SUMS; then
+    echo "make teacher: the rebuild matches models/SHA256SUMS ($(wc -l < models/SHA256SUMS) files)"
+  else
+    echo "make teacher: the rebuild differs from models/SHA256SUMS (above)" >&2
+    exit 1
+  fi
+fi

