@@ -1,3 +1,8 @@
+//go:build !race
+
+// GoMLX graphs run too slowly under the race detector (and compute trips checkptr);
+// make test runs these without -race.
+
 package distill
 
 import (

@@ -33,7 +33,7 @@ cp -r "$(ls -d "$out"/runs/fine-foods-base-lm/*/train/model | tail -1)" "$out/ba
 step teacher "$BIN" --runs-dir "$out/runs" run --progress json --until train models/build/teacher.yaml
 cp -r "$(ls -d "$out"/runs/fine-foods-teacher/*/train/model | tail -1)" "$out/fine-foods-teacher"
 step prune "$BIN" model prune --in "$out/fine-foods-teacher" --out "$out/fine-foods-student-base" \
-  --keep-layers 0,3 --width 0.5 --heads 1 --calib data/fine-foods/train.jsonl --calib-samples 128 --dtype bf16
+  --keep-layers 0,3 --width 0.25 --calib data/fine-foods/train.jsonl --calib-samples 128 --dtype bf16
 step score "$BIN" model eval --recipe models/build/teacher.yaml --model "$out/fine-foods-teacher" --split test --json | tee "$out/teacher-test.json"
 python_free_check() { # the two numbers the quickstart needs, from the JSON the steps printed
   local pts; pts=$(grep -o '"points_over_majority": *[-0-9.e]*' "$out/teacher-test.json" | grep -o '[-0-9.e]*$')
