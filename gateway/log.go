@@ -14,6 +14,9 @@ type requestInfo struct {
 	promptTokens, completionTokens int
 	canceled                       bool
 	err                            error
+	// Routed mode: the key's name (never the key), the answering tier and
+	// the cache result.
+	tenant, tier, cache string
 }
 
 type infoKey struct{}
@@ -28,7 +31,11 @@ func infoFrom(r *http.Request) *requestInfo {
 }
 
 // logRequests logs one structured line per request once it is answered.
-func (s *Server) logRequests(h http.Handler) http.Handler {
+func (s *Server) logRequests(h http.Handler) http.Handler { return logRequests(s.log, h) }
+
+// logRequests logs one line per request to log; never the key or the
+// prompt's text.
+func logRequests(log *slog.Logger, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		info := &requestInfo{}
@@ -55,13 +62,18 @@ func (s *Server) logRequests(h http.Handler) http.Handler {
 				slog.Int("prompt_tokens", info.promptTokens),
 				slog.Int("completion_tokens", info.completionTokens))
 		}
+		for _, a := range [][2]string{{"tenant", info.tenant}, {"tier", info.tier}, {"cache", info.cache}} {
+			if a[1] != "" {
+				attrs = append(attrs, slog.String(a[0], a[1]))
+			}
+		}
 		if info.canceled {
 			attrs = append(attrs, slog.Bool("client_canceled", true))
 		}
 		if info.err != nil {
 			attrs = append(attrs, slog.String("error", info.err.Error()))
 		}
-		s.log.LogAttrs(context.WithoutCancel(r.Context()), level, "request", attrs...)
+		log.LogAttrs(context.WithoutCancel(r.Context()), level, "request", attrs...)
 	})
 }
 

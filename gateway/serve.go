@@ -44,11 +44,24 @@ func URL(addr net.Addr) string {
 // flight, after which it cancels their contexts (ending generations) and
 // closes. It returns nil after a shutdown, or the error that stopped serving.
 func ServeListener(ctx context.Context, ln net.Listener, h http.Handler) error {
+	return serveListener(ctx, ln, h, serveConfig{grace: shutdownGrace, readHeader: 10 * time.Second})
+}
+
+// serveConfig tunes serveListener.
+type serveConfig struct {
+	grace      time.Duration // requests in flight may finish within it
+	readHeader time.Duration // slow clients: the headers must arrive within it
+	onShutdown func()        // run when the shutdown starts (the gateway turns /readyz to 503)
+}
+
+func serveListener(ctx context.Context, ln net.Listener, h http.Handler, sc serveConfig) error {
+	grace, onShutdown := sc.grace, sc.onShutdown
 	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBase()
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: sc.readHeader,
+		MaxHeaderBytes:    64 << 10,
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ErrorLog:          slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn),
@@ -60,11 +73,14 @@ func ServeListener(ctx context.Context, ln net.Listener, h http.Handler) error {
 		return fmt.Errorf("gateway: serve on %s: %w", ln.Addr(), err)
 	case <-ctx.Done():
 	}
-	shCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	if onShutdown != nil {
+		onShutdown()
+	}
+	shCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	if err := srv.Shutdown(shCtx); err != nil {
 		slog.Default().Warn("gateway: requests still running after the grace period; cancelling them",
-			"grace", shutdownGrace, "err", err)
+			"grace", grace, "err", err)
 		cancelBase()
 		srv.Close()
 	}

@@ -237,23 +237,43 @@ func invalid(param, code, format string, args ...any) *apiError {
 // decode reads the JSON body of r into v, bounded by MaxBodyBytes, turning
 // every failure into the reply OpenAI would give.
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) *apiError {
-	tooLarge := &apiError{status: http.StatusRequestEntityTooLarge, typ: openai.InvalidRequestError, code: "request_too_large",
-		msg: fmt.Sprintf("The request body is larger than the limit of %d bytes.", s.opts.MaxBodyBytes)}
-	if r.ContentLength > s.opts.MaxBodyBytes {
-		return tooLarge
+	body, e := readBody(w, r, s.opts.MaxBodyBytes)
+	if e != nil {
+		return e
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	return decodeJSON(body, v)
+}
+
+// readBody reads a request body of at most limit bytes.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *apiError) {
+	tooLarge := &apiError{status: http.StatusRequestEntityTooLarge, typ: openai.InvalidRequestError, code: "request_too_large",
+		msg: fmt.Sprintf("The request body is larger than the limit of %d bytes.", limit)}
+	if r.ContentLength > limit {
+		return nil, tooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return tooLarge
+			return nil, tooLarge
 		}
-		return invalid("", "", "Could not read the request body: %v.", err)
+		var ne interface{ Timeout() bool }
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil, &apiError{status: http.StatusRequestTimeout, typ: openai.InvalidRequestError, code: "request_timeout",
+				msg: "The request body was not received in time."}
+		}
+		return nil, invalid("", "", "Could not read the request body: %v.", err)
 	}
+	return body, nil
+}
+
+// decodeJSON decodes a request body into v, turning every failure into the
+// reply OpenAI would give.
+func decodeJSON(body []byte, v any) *apiError {
 	if len(body) == 0 {
 		return invalid("", "invalid_json", "We could not parse the JSON body of your request: the body is empty. The API expects a JSON object.")
 	}
-	err = json.Unmarshal(body, v)
+	err := json.Unmarshal(body, v)
 	var (
 		syn *json.SyntaxError
 		typ *json.UnmarshalTypeError

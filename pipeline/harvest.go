@@ -51,6 +51,25 @@ func (HarvestStage) Run(ctx context.Context, sc *StageContext) error {
 		return err
 	}
 	o.Out = filepath.Join(sc.Dir, SoftLabelsFile)
+	all := examples
+	var inc *carried
+	if sc.Incremental {
+		c, err := carryOver(ctx, sc, examples, o.Prompt)
+		if err != nil {
+			return err
+		}
+		inc, examples = &c, c.rest
+		o.Out = filepath.Join(sc.Dir, newSoftLabelsFile)
+		sc.Summarize("incremental_base_version", c.base)
+		sc.Summarize("carried_over", c.carried)
+		sc.Summarize("new_examples", len(c.rest))
+		if c.note != "" {
+			sc.Summarize("incremental_note", c.note)
+			sc.Log.Info("incremental: nothing carried over: "+c.note, "new_examples", len(c.rest))
+		} else {
+			sc.Log.Info("incremental", "base_version", c.base, "carried_over", c.carried, "new_examples", len(c.rest))
+		}
+	}
 	o.Log = sc.Log
 	o.Progress = func(done, total int) { sc.Progress(int64(done), int64(total), "examples") }
 	own := filepath.Join(sc.Dir, distill.JournalName)
@@ -61,6 +80,15 @@ func (HarvestStage) Run(ctx context.Context, sc *StageContext) error {
 		}
 	}
 	sum, err := distill.Harvest(ctx, examples, o)
+	if inc != nil {
+		// The summary counts the whole output; new_examples and
+		// carried_over tell the parts apart.
+		sum.Examples += inc.carried
+		sum.Harvested += inc.carried
+		if err == nil {
+			err = mergeIncremental(all, *inc, o.Out, filepath.Join(sc.Dir, SoftLabelsFile))
+		}
+	}
 	sc.SummarizeAll(sum)
 	if err != nil {
 		return err

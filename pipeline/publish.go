@@ -68,7 +68,8 @@ func (PublishStage) Run(ctx context.Context, sc *StageContext) error {
 }
 
 // releaseFiles lays out a release: model/ (the served checkpoint with its
-// tokenizer), adapter/, report.*, routes.json and manifest.json.
+// tokenizer), adapter/, report.*, routes.json, harvest/soft_labels.parquet
+// and manifest.json.
 func releaseFiles(sc *StageContext) ([]store.File, error) {
 	var files []store.File
 	served := sc.UpstreamFile("quantize", ModelDir)
@@ -99,6 +100,10 @@ func releaseFiles(sc *StageContext) ([]store.File, error) {
 			return nil, fmt.Errorf("publish: the eval stage's %s is missing: %w", name, err)
 		}
 		files = append(files, store.File{Path: p, Name: name})
+	}
+	// The soft labels are the base of the next `run --incremental`.
+	if p := sc.UpstreamFile("harvest", SoftLabelsFile); isFile(p) {
+		files = append(files, store.File{Path: p, Name: ReleaseSoftLabels})
 	}
 	files = append(files, store.File{Path: filepath.Join(sc.RunDir, ManifestName), Name: ManifestName})
 	sort.Slice(files, func(i, j int) bool { return files[i].Name < files[j].Name })

@@ -36,6 +36,10 @@ type Options struct {
 	Stages map[string]Stage
 	// ToolVersion is recorded in the manifest.
 	ToolVersion string
+	// Incremental makes the harvest ask the teacher only about examples
+	// that are new since the last published release; the answers for the
+	// others are carried over from that release (see incremental.go).
+	Incremental bool
 }
 
 // Result is what a finished (or stopped) run left behind.
@@ -240,7 +244,13 @@ func (e *engine) run(ctx context.Context, from, until int) error {
 // key hashes what determines a stage's result: its own key material and
 // the outputs of every stage before it.
 func (e *engine) key(ctx context.Context, st Stage, upstream map[string]*StageRecord) (string, map[string]string, error) {
-	k, err := st.Key(ctx, e.r)
+	var k Key
+	var err error
+	if ik, ok := st.(IncrementalKeyer); ok && e.opts.Incremental {
+		k, err = ik.IncrementalKey(ctx, e.r)
+	} else {
+		k, err = st.Key(ctx, e.r)
+	}
 	if err != nil {
 		return "", nil, err
 	}
@@ -331,7 +341,8 @@ func (e *engine) runStage(ctx context.Context, st Stage, rec *StageRecord, key s
 	e.report(Event{Stage: name, Event: "start"})
 	sc := &StageContext{
 		Recipe: e.r, RunID: e.m.RunID, RunDir: e.runDir, Dir: dir, Upstream: upstream,
-		Log: slog.New(&logHandler{report: e.report, stage: name}),
+		Log:         slog.New(&logHandler{report: e.report, stage: name}),
+		Incremental: e.opts.Incremental, Inputs: rec.Inputs,
 	}
 	sc.progress = func(done, total int64, unit string, fields map[string]any) {
 		e.report(Event{Stage: name, Event: "progress", Done: done, Total: total, Unit: unit, Fields: fields})

@@ -28,6 +28,13 @@ type Stage interface {
 	Run(ctx context.Context, sc *StageContext) error
 }
 
+// IncrementalKeyer is implemented by a stage whose key also depends on
+// --incremental (Options.Incremental): when it is set, the engine calls
+// IncrementalKey instead of Key.
+type IncrementalKeyer interface {
+	IncrementalKey(ctx context.Context, r *recipes.Recipe) (Key, error)
+}
+
 // Key is a stage's cache key material.
 type Key struct {
 	// Version changes when the stage's code changes its outputs.
@@ -48,6 +55,11 @@ type StageContext struct {
 	// Upstream holds the records of the stages before this one.
 	Upstream map[string]*StageRecord
 	Log      *slog.Logger
+	// Incremental is Options.Incremental: harvest only the examples that
+	// are new since the last published release.
+	Incremental bool
+	// Inputs are the outside files the stage's key covered (Key.Inputs).
+	Inputs map[string]string
 
 	summary  map[string]any
 	progress func(done, total int64, unit string, fields map[string]any)

@@ -103,6 +103,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			tokenizeCommand(),
 			tokenizerCommand(),
 			serveCommand(),
+			costCommand(),
 			versionCommand(),
 		},
 		Description: "Exit codes: 0 ok, 1 failure, 2 invalid input, 3 quality gate failed.",

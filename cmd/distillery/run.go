@@ -92,6 +92,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "progress", Value: "auto", Usage: "auto (a bar on a terminal, JSON lines otherwise), bar, json or none"},
 			&cli.BoolFlag{Name: "json", Usage: "print the final manifest as JSON on stdout; progress as JSON lines on stderr"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "import the data and estimate the harvest's cost, without calling the teacher"},
+			&cli.BoolFlag{Name: "incremental", Usage: "ask the teacher only about examples that are new since the last published release (the rest come from its soft labels)"},
 		},
 		Action: runAction,
 	}
@@ -140,7 +141,7 @@ func runAction(c *cli.Context) error {
 	res, err := pipeline.Run(c.Context, r, pipeline.Options{
 		RunsDir: runsDir, Resume: c.String("resume"), Force: c.Bool("force"),
 		From: c.String("from"), Until: c.String("until"), Only: c.String("only"),
-		Overrides: sets, Reporter: rep, ToolVersion: version(),
+		Overrides: sets, Reporter: rep, ToolVersion: version(), Incremental: c.Bool("incremental"),
 	})
 	if res != nil {
 		if c.Bool("json") {
@@ -150,6 +151,9 @@ func runAction(c *cli.Context) error {
 		} else {
 			printRunSummary(c.App.Writer, res)
 			printScoreboard(c.App.Writer, res.RunDir)
+			if note := pipeline.IncrementalNote(res.Manifest); note != "" && c.Bool("incremental") {
+				fmt.Fprintln(c.App.Writer, note)
+			}
 		}
 		if err != nil && res.Manifest.Status == pipeline.StatusInterrupted {
 			fmt.Fprintf(c.App.ErrWriter, "interrupted: continue with  distillery run --resume %s\n", res.Manifest.RunID)
