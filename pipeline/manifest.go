@@ -36,12 +36,14 @@ const ManifestName = "manifest.json"
 // stage's key, outputs with sha256, timings and status. It is rewritten
 // atomically after every state change, so it is never half-written.
 type Manifest struct {
-	RunID       string            `json:"run_id"`
-	RecipeName  string            `json:"recipe_name"`
-	RecipeFile  string            `json:"recipe_file"`
-	RecipeHash  string            `json:"recipe_hash"`
-	Recipe      json.RawMessage   `json:"recipe"`
-	Overrides   []string          `json:"overrides,omitempty"`
+	RunID      string          `json:"run_id"`
+	RecipeName string          `json:"recipe_name"`
+	RecipeFile string          `json:"recipe_file"`
+	RecipeHash string          `json:"recipe_hash"`
+	Recipe     json.RawMessage `json:"recipe"`
+	Overrides  []string        `json:"overrides,omitempty"`
+	// Incremental records run --incremental, so --resume keeps it.
+	Incremental bool              `json:"incremental,omitempty"`
 	ToolVersion string            `json:"tool_version"`
 	Created     time.Time         `json:"created"`
 	Updated     time.Time         `json:"updated"`

@@ -163,7 +163,7 @@ func openRun(r *recipes.Recipe, opts Options) (string, *Manifest, error) {
 	now := time.Now().UTC()
 	m := &Manifest{
 		RunID: id, RecipeName: r.Name, RecipeFile: r.File, RecipeHash: r.Hash(), Recipe: r.Redacted(),
-		Overrides: opts.Overrides, ToolVersion: opts.ToolVersion, Created: now, Status: StatusPending,
+		Overrides: opts.Overrides, Incremental: opts.Incremental, ToolVersion: opts.ToolVersion, Created: now, Status: StatusPending,
 	}
 	for _, name := range Order {
 		m.Stages = append(m.Stages, &StageRecord{Name: name, Status: StatusPending})

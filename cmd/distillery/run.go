@@ -105,6 +105,7 @@ func runAction(c *cli.Context) error {
 	if c.NArg() > 1 {
 		return usageError("run: give one recipe file (got %d arguments)", c.NArg())
 	}
+	incremental := c.Bool("incremental")
 	if resume := c.String("resume"); resume != "" {
 		dir, err := pipeline.FindRun(runsDir, resume)
 		if err != nil {
@@ -120,6 +121,7 @@ func runAction(c *cli.Context) error {
 		if len(sets) == 0 {
 			sets = m.Overrides
 		}
+		incremental = incremental || m.Incremental
 	}
 	if recipePath == "" {
 		return usageError("run: give a recipe file, or --resume RUN")
@@ -141,7 +143,7 @@ func runAction(c *cli.Context) error {
 	res, err := pipeline.Run(c.Context, r, pipeline.Options{
 		RunsDir: runsDir, Resume: c.String("resume"), Force: c.Bool("force"),
 		From: c.String("from"), Until: c.String("until"), Only: c.String("only"),
-		Overrides: sets, Reporter: rep, ToolVersion: version(), Incremental: c.Bool("incremental"),
+		Overrides: sets, Reporter: rep, ToolVersion: version(), Incremental: incremental,
 	})
 	if res != nil {
 		if c.Bool("json") {
