@@ -66,6 +66,7 @@ bench: torch
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./datasets/...
 	$(GO) test -run '^$$' -bench . -benchmem $(filter-out %/datasets,$(ALL_PKGS))
 	/usr/bin/python3 model/testdata/oracle/bench_torch.py --threads 1
+	$(MAKE) build && scripts/bench-memory.sh
 	DISTILLERY_ABLATION=1 $(GO) test ./pipeline -run TestKDAblation -v -timeout 90m
 
 # Short coverage-guided runs of every fuzz target (count-based: reproducible length).

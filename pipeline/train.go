@@ -142,7 +142,9 @@ func (TrainStage) Run(ctx context.Context, sc *StageContext) error {
 	if err != nil {
 		return err
 	}
+	_, peak := model.ProcessMemory()
 	sc.SummarizeAll(res)
+	sc.Summarize("peak_rss_bytes", peak)
 	sc.Summarize("trainable_share", float64(trainable)/float64(total))
 	sc.Summarize("loss_kind", d.spec.Kind)
 	if err := writeTrained(sc, baseDir, tokDir, base.Config, host, tr, adapter); err != nil {
@@ -154,9 +156,10 @@ func (TrainStage) Run(ctx context.Context, sc *StageContext) error {
 	rep, _ := json.MarshalIndent(struct {
 		distill.TrainResult
 		TrainableShare float64               `json:"trainable_share"`
+		PeakRSSBytes   int64                 `json:"peak_rss_bytes"`
 		Loss           distill.KDSpec        `json:"loss"`
 		Sequences      distill.SequenceStats `json:"sequences"`
-	}{res, float64(trainable) / float64(total), d.spec, d.stats}, "", "  ")
+	}{res, float64(trainable) / float64(total), peak, d.spec, d.stats}, "", "  ")
 	if err := store.WriteFileAtomic(filepath.Join(sc.Dir, TrainReport), rep); err != nil {
 		return err
 	}

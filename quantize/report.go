@@ -1,13 +1,11 @@
 package quantize
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -114,22 +112,8 @@ func elements(shape []int) int64 {
 // ResidentBytes is the process's resident memory (VmRSS of
 // /proc/self/status), 0 where that is unavailable.
 func ResidentBytes() int64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			fields := strings.Fields(rest)
-			if len(fields) >= 1 {
-				kb, _ := strconv.ParseInt(fields[0], 10, 64)
-				return kb * 1024
-			}
-		}
-	}
-	return 0
+	rss, _ := model.ProcessMemory()
+	return rss
 }
 
 // DiskBytes is the size of a checkpoint folder's safetensors files.
