@@ -86,6 +86,7 @@ type routedModel struct {
 	cfg     ModelConfig
 	student *student
 	capture *rotatingWriter[datasets.SoftLabel]
+	dataset *datasetWriter
 	redact  Redactor
 }
 
@@ -159,7 +160,11 @@ func NewGateway(ctx context.Context, cfg *Config, opts GatewayOptions) (*Gateway
 					}
 				}
 			}
-			if rm.student, err = newStudent(ctx, mc.Name, *mc.Student, back, g.log); err != nil {
+			embedder := "" // the student embeds only for a semantic cache
+			if cfg.Cache.Enabled && cfg.Cache.Semantic != nil && *cfg.Cache.Semantic {
+				embedder = cfg.Cache.Embedder
+			}
+			if rm.student, err = newStudent(ctx, mc.Name, *mc.Student, embedder, back, g.log); err != nil {
 				return nil, err
 			}
 			name := mc.Name
@@ -167,8 +172,15 @@ func NewGateway(ctx context.Context, cfg *Config, opts GatewayOptions) (*Gateway
 		}
 		if mc.Capture.Enabled {
 			rm.redact = chainRedactors(mc.Capture.Redact, opts.Redact)
-			if rm.capture, err = newRotatingWriter(mc.Capture.Dir, "capture", mc.Capture.RowsPerFile, mc.Capture.FlushEvery, g.log, openSoftLabels); err != nil {
-				return nil, err
+			if mc.Capture.Dir != "" {
+				if rm.capture, err = newRotatingWriter(mc.Capture.Dir, "capture", mc.Capture.RowsPerFile, mc.Capture.FlushEvery, g.log, openSoftLabels); err != nil {
+					return nil, err
+				}
+			}
+			if mc.Capture.Dataset != "" {
+				if rm.dataset, err = newDatasetWriter(mc.Capture.Dataset, mc.Capture.FlushEvery, g.log); err != nil {
+					return nil, err
+				}
 			}
 		}
 		g.models[mc.Name] = rm
@@ -245,6 +257,7 @@ func (g *Gateway) Close() error {
 		g.records.Close()
 		for _, m := range g.models {
 			m.capture.Close()
+			m.dataset.Close()
 		}
 		err = g.cap.Close()
 	})
@@ -260,6 +273,7 @@ func (g *Gateway) Flush() {
 		if m.capture != nil {
 			m.capture.Flush()
 		}
+		m.dataset.Flush()
 	}
 }
 

@@ -349,16 +349,24 @@ func (c *call) viaStudent(ctx context.Context) int {
 		limit = g.cfg.Cascade.BufferMaxTokens
 	}
 	ans, err := c.m.student.answer(ctx, sv, sreq, limit)
-	if err != nil {
+	tooLong := errors.Is(err, ErrPromptTooLong) && cascade && c.nextTier() != ""
+	if err != nil && !tooLong {
 		return c.fail(c.errorFor(err, TierStudent))
 	}
-	c.rec.Confidence = ans.confidence
-	g.met.confidence.Observe(ans.confidence)
-	c.w.Header().Set(HeaderConfidence, strconv.FormatFloat(ans.confidence, 'f', 4, 64))
+	if tooLong {
+		ans = &studentAnswer{}
+	} else {
+		c.rec.Confidence = ans.confidence
+		g.met.confidence.Observe(ans.confidence)
+		c.w.Header().Set(HeaderConfidence, strconv.FormatFloat(ans.confidence, 'f', 4, 64))
+	}
 	in, out := g.price(TierStudent, sv)
 	studentCost := float64(ans.usage.PromptTokens)*in + float64(ans.usage.CompletionTokens)*out
 	escalate := ""
 	switch {
+	case tooLong:
+		// The student cannot read it; a larger tier can.
+		escalate = "the prompt is longer than the student's context"
 	case !cascade:
 	case sv.labelMode() && !ans.parsed:
 		escalate = "the answer names no label"
@@ -608,16 +616,31 @@ func (c *call) finish(status int) {
 // this tier.
 func (c *call) capture(tier, model, text string, toks []Token, us openai.Usage, finish string) {
 	m := c.m
-	if m.capture == nil || !containsStr(m.cfg.Capture.Tiers, tier) {
+	if (m.capture == nil && m.dataset == nil) || !containsStr(m.cfg.Capture.Tiers, tier) {
 		return
 	}
 	msgs := c.req.Messages
-	var prompt string
+	var prompt, input string
 	if c.sv != nil && c.sv.routes != nil {
+		input = lastUserText(msgs)
 		msgs = renderMessages(c.sv.routes, msgs)
 		prompt = msgs[len(msgs)-1].Content.String()
 	} else {
 		prompt = inputText(msgs)
+		input = prompt
+	}
+	if m.dataset != nil {
+		label, ok := strings.TrimSpace(text), true
+		if c.sv != nil && c.sv.routes != nil {
+			label, ok = c.sv.routes.ParseAnswer(text)
+		}
+		if ok && label != "" {
+			m.dataset.Write(DatasetRow{ID: c.rec.RequestID, Text: m.redact(input), Label: m.redact(label), Answer: m.redact(text),
+				Tier: tier, Model: model, Time: c.g.now().UTC()})
+		}
+	}
+	if m.capture == nil {
+		return
 	}
 	row := datasets.SoftLabel{
 		ID: c.rec.RequestID, Prompt: m.redact(prompt), Completion: m.redact(text), TeacherModel: model,

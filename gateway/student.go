@@ -20,6 +20,7 @@ import (
 
 	"github.com/distillery/distillery/model"
 	"github.com/distillery/distillery/openai"
+	"github.com/distillery/distillery/quantize"
 	"github.com/distillery/distillery/routes"
 	"github.com/distillery/distillery/store"
 )
@@ -60,14 +61,18 @@ type student struct {
 	store store.Store
 	// reloads counts swaps, for metrics and tests.
 	reloads atomic.Int64
-	onSwap  func(old, cur *studentVersion)
-	mu      sync.Mutex // one load at a time
+	// embedMode is cache.embedder: student (the mean final hidden state)
+	// or student-tokens (the mean input token embedding); others embed
+	// outside the student.
+	embedMode string
+	onSwap    func(old, cur *studentVersion)
+	mu        sync.Mutex // one load at a time
 	// loadLocal, when set, replaces loadModel (tests).
 	loadLocal func(modelDir, tokPath, id string) (Backend, *tokenEmbedder, error)
 }
 
-func newStudent(ctx context.Context, name string, cfg StudentConfig, back compute.Backend, log *slog.Logger) (*student, error) {
-	s := &student{name: name, cfg: cfg, slots: make(chan struct{}, cfg.MaxConcurrent), log: log, back: back, loadLocal: testLoadLocal}
+func newStudent(ctx context.Context, name string, cfg StudentConfig, embedder string, back compute.Backend, log *slog.Logger) (*student, error) {
+	s := &student{name: name, cfg: cfg, slots: make(chan struct{}, cfg.MaxConcurrent), log: log, back: back, loadLocal: testLoadLocal, embedMode: embedder}
 	var sv *studentVersion
 	var err error
 	switch {
@@ -174,7 +179,8 @@ func (s *student) loadDir(dir, version string) (*studentVersion, error) {
 	warm(context.Background(), loc)
 	sv := &studentVersion{id: id, version: version, local: loc, embed: emb}
 	if sv.embed != nil {
-		sv.embed.id = "student:" + id + "@" + version
+		sv.embed.id = sv.embed.kind + ":" + id + "@" + version
+		sv.embed.Embed(context.Background(), "warm") // compiles the pooled pass
 	}
 	s.finish(sv, r)
 	return sv, nil
@@ -184,9 +190,10 @@ func (s *student) loadDir(dir, version string) (*studentVersion, error) {
 // detector trips on GoMLX's AVX2 kernels).
 var testLoadLocal func(modelDir, tokPath, id string) (Backend, *tokenEmbedder, error)
 
-// loadModel loads a checkpoint and its tokenizer as a Local backend.
+// loadModel loads a checkpoint (plain, or AWQ/INT8 as the quantize stage
+// publishes it, kept packed) and its tokenizer as a Local backend.
 func (s *student) loadModel(modelDir, tokPath, id string) (Backend, *tokenEmbedder, error) {
-	m, err := model.Load(modelDir, model.LoadOptions{Backend: s.back, DType: s.cfg.DType})
+	m, err := quantize.Load(modelDir, model.LoadOptions{Backend: s.back, DType: s.cfg.DType})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -198,7 +205,13 @@ func (s *student) loadModel(modelDir, tokPath, id string) (Backend, *tokenEmbedd
 	if err != nil {
 		return nil, nil, err
 	}
-	return loc, newTokenEmbedder(m, tok), nil
+	switch s.embedMode {
+	case "student":
+		return loc, &tokenEmbedder{kind: "student", tok: tok, m: m, dim: m.Config.HiddenSize}, nil
+	case "student-tokens":
+		return loc, newTokenEmbedder(m, tok), nil
+	}
+	return loc, nil, nil
 }
 
 // loadLatest downloads (once) and loads the release `latest` names.
@@ -330,13 +343,7 @@ func (sv *studentVersion) studentRequest(req openai.ChatCompletionRequest) opena
 // student was trained on: the route's system message, then the rendered
 // last user message.
 func renderMessages(r *routes.Routes, msgs []openai.ChatMessage) []openai.ChatMessage {
-	text := ""
-	for i := len(msgs) - 1; i >= 0; i-- {
-		if msgs[i].Role == openai.RoleUser {
-			text = msgs[i].Content.String()
-			break
-		}
-	}
+	text := lastUserText(msgs)
 	var out []openai.ChatMessage
 	if r.Prompt.System != "" {
 		out = append(out, openai.ChatMessage{Role: openai.RoleSystem, Content: openai.TextContent(r.Prompt.System)})
@@ -456,13 +463,16 @@ func stripLogprobs(body []byte) []byte {
 	return b
 }
 
-// tokenEmbedder embeds a text as the mean of the student's input token
-// embeddings (its layer-0 hidden states), L2-normalised. It is what the
-// model runtime exposes today; a mean of the final hidden states needs
-// the model API proposed in docs/gateway.md (Model.MeanHidden).
+// tokenEmbedder embeds a text with the student, for the semantic cache:
+// kind "student" is the mean of its final hidden states (after the final
+// norm) over the text's tokens, model.MeanHidden; kind "student-tokens" the
+// mean of its input token embeddings (the layer-0 states: lexical, no
+// context). Both are L2-normalised; the space is named by the version.
 type tokenEmbedder struct {
+	kind  string
 	tok   *model.Tokenizer
-	table []float32 // [vocab, hidden]
+	m     *model.Model // student
+	table []float32    // student-tokens: [vocab, hidden]
 	dim   int
 	id    string
 }
@@ -485,13 +495,25 @@ func newTokenEmbedder(m *model.Model, tok *model.Tokenizer) *tokenEmbedder {
 	if err != nil {
 		return nil // a bf16 model: the hashed embedder is used instead
 	}
-	return &tokenEmbedder{tok: tok, table: table, dim: t.Shape().Dimensions[1], id: "student:" + m.Dir}
+	return &tokenEmbedder{kind: "student-tokens", tok: tok, table: table, dim: t.Shape().Dimensions[1], id: "student-tokens:" + m.Dir}
 }
 
 func (e *tokenEmbedder) Embed(_ context.Context, text string) ([]float32, error) {
 	ids := e.tok.Encode(text)
 	v := make([]float32, e.dim)
 	if len(ids) == 0 {
+		return v, nil
+	}
+	if e.m != nil {
+		if n := e.m.Config.MaxPositionEmbeddings; len(ids) > n {
+			ids = ids[:n]
+		}
+		h, err := e.m.MeanHidden([][]int{ids})
+		if err != nil {
+			return nil, err
+		}
+		copy(v, h[0])
+		normalize(v)
 		return v, nil
 	}
 	for _, id := range ids {
@@ -521,6 +543,17 @@ func normalize(v []float32) {
 }
 
 // inputText is the text a request asks about: its non-system messages.
+// lastUserText is the content of the last user message: a routed model's
+// input text.
+func lastUserText(msgs []openai.ChatMessage) string {
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if msgs[i].Role == openai.RoleUser {
+			return msgs[i].Content.String()
+		}
+	}
+	return ""
+}
+
 func inputText(msgs []openai.ChatMessage) string {
 	var b strings.Builder
 	for _, m := range msgs {

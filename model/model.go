@@ -29,6 +29,11 @@ type Model struct {
 	fwdExec  *graph.Exec
 	stepExec *graph.Exec
 	initErr  error
+
+	// MeanHidden's pooled forward pass (hidden.go).
+	hidOnce sync.Once
+	hidExec *graph.Exec
+	hidErr  error
 }
 
 // LoadOptions configure Load.
@@ -162,6 +167,14 @@ func NewFromTensors(cfg *Config, ts map[string]*tensors.Tensor, opts LoadOptions
 	sort.Strings(m.names)
 	for _, name := range m.names {
 		m.weights = append(m.weights, ts[name])
+	}
+	// Move the weights to the device now, from this goroutine. GoMLX would
+	// move each on its first use, and the validity check before that move
+	// reads the tensor without its lock: concurrent first calls race.
+	for i, w := range m.weights {
+		if _, err := w.Buffer(b, 0); err != nil {
+			return nil, fmt.Errorf("weight %s to the device: %w", m.names[i], err)
+		}
 	}
 	return m, nil
 }

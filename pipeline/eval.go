@@ -149,10 +149,9 @@ func (EvalStage) Run(ctx context.Context, sc *StageContext) error {
 		Prompt: routes.Prompt{Template: r.Task.PromptTemplate, Instruction: r.Task.Instruction, System: r.Teacher.SystemPrompt},
 		Parser: routes.Parser{Stop: []string{}, MaxTokens: r.Teacher.MaxTokens}}
 	rep.FillRoutes(rt)
+	// model/ is served as it is: LoRA merged (the release's adapter/ is for
+	// PEFT and vLLM users).
 	rt.Artifacts = routes.Artifacts{Model: ModelDir}
-	if r.LoRA.Enabled {
-		rt.Artifacts.Adapter = AdapterDir
-	}
 	if err := rt.Write(filepath.Join(sc.Dir, RoutesFile)); err != nil {
 		return err
 	}
