@@ -7,12 +7,15 @@ import (
 	"strings"
 
 	"github.com/distillery/distillery/datasets"
+	"github.com/distillery/distillery/routes"
 )
 
 // PromptSpec turns an input text into the messages sent to a teacher.
 type PromptSpec struct {
 	Template    string // with {instruction}, {text} and {labels}
 	Instruction string
+	// MaxInputChars cuts the input text first (0: no limit); see routes.CutText.
+	MaxInputChars int
 	Labels      []string
 	System      string
 	FewShot     [][2]string // (input, answer) pairs, rendered through Template
@@ -20,6 +23,7 @@ type PromptSpec struct {
 
 // Render fills the template for one input.
 func (p PromptSpec) Render(text string) string {
+	text = routes.CutText(text, p.MaxInputChars)
 	labels := strings.Join(p.Labels, ", ")
 	instr := strings.ReplaceAll(p.Instruction, "{labels}", labels)
 	// Fill {text} last, so braces inside the input are left alone.

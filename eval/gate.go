@@ -21,6 +21,9 @@ type Gate struct {
 	MinParity float64
 	// MaxInt4Drop: student metric − INT4 metric must be <= MaxInt4Drop.
 	MaxInt4Drop float64
+	// NoRegression: the served model (INT4 when quantized) must score at
+	// least what the currently published version scored (Input.Previous).
+	NoRegression bool
 }
 
 // GateResult is one checked threshold.
@@ -44,6 +47,11 @@ func (r GateResult) String() string {
 			return fmt.Sprintf("student/teacher %s %.3f >= %.3g (margin %.3f)", r.Metric, r.Value, r.Threshold, r.Margin)
 		}
 		return fmt.Sprintf("student/teacher %s %.3f < %.3g (short by %.3f)", r.Metric, r.Value, r.Threshold, -r.Margin)
+	case "regression":
+		if r.Pass {
+			return fmt.Sprintf("%s change vs the published version %+.3f >= 0", r.Metric, r.Value)
+		}
+		return fmt.Sprintf("%s regressed %.3f below the published version", r.Metric, -r.Value)
 	case "int4_drop":
 		if r.Pass {
 			return fmt.Sprintf("int4 %s drop %.3f <= %.3g (margin %.3f)", r.Metric, r.Value, r.Threshold, r.Margin)

@@ -68,6 +68,20 @@ type Input struct {
 	HardwareUSDPerHour float64
 	// TrainLog (optional) is the trainer's metrics.jsonl, for the loss curve.
 	TrainLog string
+	// Before (optional) is the student base's score on the gated metric
+	// before distillation.
+	Before *float64
+	// Previous (optional) is the currently published version's report.
+	Previous *Previous
+}
+
+// Previous is the currently published version's score on the gated metric.
+type Previous struct {
+	Version string   `json:"version" doc:"The published version compared with."`
+	Student float64  `json:"student" doc:"Its full-precision student's score."`
+	Int4    *float64 `json:"int4" doc:"Its INT4 student's score; null when it was not quantized."`
+	// Change is this run's served score minus the published one's.
+	Change float64 `json:"change" doc:"This run's served model (INT4 when quantized) minus the published version's served model."`
 }
 
 // Report is report.json. Field names are stable; fields that do not apply
@@ -95,6 +109,8 @@ type Report struct {
 	Calibration routes.Calibration       `json:"calibration" doc:"How the threshold was calibrated on the val split (as in routes.json); val_examples 0: not calibrated."`
 	Threshold   float64                  `json:"confidence_threshold" doc:"The gateway's confidence threshold (as in routes.json): calibrated; else 1.01 (always escalate) for classification, 0 for generation."`
 	Training    *TrainingSummary         `json:"training" doc:"Summary of metrics.jsonl; null when no log was given."`
+	Before      *float64                 `json:"student_before_distillation" doc:"The student base's score on the gated metric before training; null when not measured."`
+	Previous    *Previous                `json:"previous" doc:"The currently published version on the gated metric; null when none is published."`
 	Notes       []string                 `json:"notes" doc:"Remarks on how to read the numbers."`
 	curve       []TrainPoint             // the loss curve, for report.html
 }
@@ -218,6 +234,28 @@ func Evaluate(in Input) (*Report, error) {
 		return nil, err
 	}
 	r.Gate.Results, r.Gate.Pass = res, err == nil
+	r.Before = in.Before
+	if in.Before != nil {
+		r.Notes = append(r.Notes, fmt.Sprintf("Before distillation the student base scored %s %.4f; after, %.4f.", r.Gate.Metric, *in.Before, scores.Student))
+	}
+	if p := in.Previous; p != nil {
+		served, was := scores.Student, p.Student
+		if scores.Int4 != nil {
+			served = *scores.Int4
+		}
+		if p.Int4 != nil {
+			was = *p.Int4
+		}
+		prev := *p
+		prev.Change = served - was
+		r.Previous = &prev
+		r.Notes = append(r.Notes, fmt.Sprintf("The published version %s served %s %.4f; this run serves %.4f (%+.4f).", p.Version, r.Gate.Metric, was, served, prev.Change))
+		if in.Gate.NoRegression {
+			reg := GateResult{Name: "regression", Metric: r.Gate.Metric, Value: prev.Change, Threshold: 0, Pass: prev.Change >= -gateSlack, Margin: prev.Change}
+			r.Gate.Results = append(r.Gate.Results, reg)
+			r.Gate.Pass = r.Gate.Pass && reg.Pass
+		}
+	}
 
 	if err := r.latencyAndCost(in); err != nil {
 		return nil, err

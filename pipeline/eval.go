@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -17,6 +19,7 @@ import (
 	"github.com/distillery/distillery/model"
 	"github.com/distillery/distillery/recipes"
 	"github.com/distillery/distillery/routes"
+	"github.com/distillery/distillery/store"
 )
 
 // RoutesFile is the eval stage's routing metadata for the gateway.
@@ -94,7 +97,8 @@ func (EvalStage) Run(ctx context.Context, sc *StageContext) error {
 		models["int4"] = q
 	}
 	in := eval.Input{Model: publishName(r), Version: sc.RunID, Task: r.Task.Kind, Labels: r.Task.Labels, TeacherKind: r.Teacher.Kind,
-		Teacher: teacherAnswers(test, r.Task.Labels), Gate: eval.Gate{Metric: r.Eval.Metric, MinParity: r.Eval.MinParity, MaxInt4Drop: r.Eval.MaxInt4Drop},
+		Teacher:         teacherAnswers(test, r.Task.Labels),
+		Gate:            eval.Gate{Metric: r.Eval.Metric, MinParity: r.Eval.MinParity, MaxInt4Drop: r.Eval.MaxInt4Drop, NoRegression: r.Eval.NoRegression},
 		TargetPrecision: r.Routing.TargetPrecision, HardwareUSDPerHour: r.Eval.HardwareUSDHour,
 		TeacherPrice: routes.Price{InputPerMTok: r.Teacher.Price.InputPerMTok, OutputPerMTok: r.Teacher.Price.OutputPerMTok},
 		TrainLog:     sc.UpstreamFile("train", distill.MetricsFile)}
@@ -138,6 +142,14 @@ func (EvalStage) Run(ctx context.Context, sc *StageContext) error {
 			in.Int4 = &ans
 		}
 	}
+	if in.Task == "classification" {
+		if in.Before, err = scoreBase(ctx, r, b, so, test, in.Gold); err != nil {
+			return fmt.Errorf("eval: the student before distillation: %w", err)
+		}
+	}
+	if in.Previous, err = publishedScores(ctx, r); err != nil {
+		sc.Log.Warn("no comparison with the published version", "error", err.Error())
+	}
 	rep, err := eval.Evaluate(in)
 	if err != nil {
 		return err
@@ -146,7 +158,8 @@ func (EvalStage) Run(ctx context.Context, sc *StageContext) error {
 		return err
 	}
 	rt := &routes.Routes{ComplexityBand: r.Routing.ComplexityBand,
-		Prompt: routes.Prompt{Template: r.Task.PromptTemplate, Instruction: r.Task.Instruction, System: r.Teacher.SystemPrompt},
+		Prompt: routes.Prompt{Template: r.Task.PromptTemplate, Instruction: r.Task.Instruction, System: r.Teacher.SystemPrompt,
+			MaxInputChars: r.Task.MaxInputChars},
 		Parser: routes.Parser{Stop: []string{}, MaxTokens: r.Teacher.MaxTokens}}
 	rep.FillRoutes(rt)
 	// model/ is served as it is: LoRA merged (the release's adapter/ is for
@@ -313,4 +326,80 @@ func summarizeReport(sc *StageContext, rep *eval.Report) {
 	sc.Summarize("gate_passed", rep.GateError() == nil)
 	sc.Summarize("confidence_threshold", rep.Threshold)
 	sc.Summarize("report", "report.html")
+}
+
+// scoreBase is the student base's accuracy (label argmax at the answer
+// position) before distillation, against the gold labels or, without
+// them, the teacher's answers.
+func scoreBase(ctx context.Context, r *recipes.Recipe, b compute.Backend, so distill.SequenceOptions, rows []datasets.SoftLabel, gold []string) (*float64, error) {
+	dir := r.Path(r.Student.Base)
+	m, err := model.Load(dir, model.LoadOptions{Backend: b})
+	if err != nil {
+		return nil, err
+	}
+	ids, err := distill.LabelTokens(so.Tokenizer, r.Task.Labels)
+	if err != nil {
+		return nil, err
+	}
+	c, err := distill.NewClassifier(m, ids)
+	if err != nil {
+		return nil, err
+	}
+	labelled := make([]datasets.SoftLabel, len(rows))
+	for i, row := range rows {
+		labelled[i] = datasets.SoftLabel{ID: row.ID, Prompt: row.Prompt, Completion: r.Task.Labels[0]}
+	}
+	seqs, _, err := distill.BuildSequences(labelled, so)
+	if err != nil {
+		return nil, err
+	}
+	preds, err := c.Classify(ctx, seqs, 8)
+	if err != nil {
+		return nil, err
+	}
+	right := 0
+	for i, p := range preds {
+		ref := rows[i].Label
+		if gold != nil {
+			ref = gold[i]
+		}
+		if r.Task.Labels[p.Label] == ref {
+			right++
+		}
+	}
+	acc := float64(right) / float64(len(preds))
+	return &acc, nil
+}
+
+// publishedScores reads the gated metric of the version currently published
+// under the recipe's name; nil when none is.
+func publishedScores(ctx context.Context, r *recipes.Recipe) (*eval.Previous, error) {
+	s, err := openRecipeStore(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	rel, err := store.Latest(ctx, s, publishName(r))
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	rc, err := s.Get(ctx, rel.Name+"/"+rel.Version+"/report.json")
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, err
+	}
+	prev, err := eval.ReadReport(data)
+	if err != nil {
+		return nil, err
+	}
+	q, ok := prev.Quality[prev.Gate.Metric]
+	if !ok || (r.Eval.Metric != "" && prev.Gate.Metric != r.Eval.Metric) {
+		return nil, fmt.Errorf("the published version %s gates on %s", rel.Version, prev.Gate.Metric)
+	}
+	return &eval.Previous{Version: rel.Version, Student: q.Student, Int4: q.Int4}, nil
 }

@@ -184,7 +184,8 @@ func harvestOptions(r *recipes.Recipe, dir string) (distill.HarvestOptions, erro
 // PromptSpec is the recipe's prompt layout, without few-shot turns: how
 // the teacher was asked, and how the student sees its inputs.
 func PromptSpec(r *recipes.Recipe) distill.PromptSpec {
-	return distill.PromptSpec{Template: r.Task.PromptTemplate, Instruction: r.Task.Instruction, Labels: r.Task.Labels, System: r.Teacher.SystemPrompt}
+	return distill.PromptSpec{Template: r.Task.PromptTemplate, Instruction: r.Task.Instruction, Labels: r.Task.Labels,
+		System: r.Teacher.SystemPrompt, MaxInputChars: r.Task.MaxInputChars}
 }
 
 // newTeacher makes the client for teacher.kind; nil for gold labels.

@@ -36,8 +36,7 @@ func (PublishStage) Run(ctx context.Context, sc *StageContext) error {
 	if err != nil {
 		return err
 	}
-	s, err := store.Open(ctx, r.StoreURL(), store.Options{Endpoint: r.Publish.S3.Endpoint, Region: r.Publish.S3.Region,
-		PathStyle: r.Publish.S3.PathStyle, CreateBucket: r.Publish.CreateBucket})
+	s, err := openRecipeStore(ctx, r)
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}

@@ -50,6 +50,7 @@ type Task struct {
 	Labels         []string `json:"labels,omitempty" doc:"The label set, for classification (at least two, unique)."`
 	Instruction    string   `json:"instruction,omitempty" doc:"Instruction put before each input in the prompt."`
 	PromptTemplate string   `json:"prompt_template" default:"{instruction}\n\n{text}" doc:"Prompt layout; placeholders {instruction}, {text} and {labels} (comma-separated label set). Must contain {text}."`
+	MaxInputChars  int      `json:"max_input_chars" default:"0" range:"[0,inf)" doc:"Cut each input text to at most this many characters (at a word boundary) before it goes into the prompt: bounds the teacher's cost and the student's context. The gateway cuts requests the same way (0: no limit)."`
 }
 
 // Data describes the input prompts.
@@ -171,6 +172,7 @@ type Eval struct {
 	Metric          string  `json:"metric,omitempty" enum:"|accuracy|macro_f1|exact_match|token_f1|rouge_l" doc:"Gate metric; default accuracy for classification, rouge_l for generation."`
 	MinParity       float64 `json:"min_parity" default:"0.95" range:"[0,10]" doc:"Gate: student metric / teacher metric must be at least this."`
 	MaxInt4Drop     float64 `json:"max_int4_drop" default:"0.01" range:"[0,1]" doc:"Gate: fp metric minus INT4 metric must be at most this."`
+	NoRegression    bool    `json:"no_regression" default:"false" doc:"Gate: the served model must score at least what the currently published version scored (the report always compares them)."`
 	MaxExamples     int     `json:"max_examples" default:"0" range:"[0,inf)" doc:"Evaluate at most this many test rows (0: all)."`
 	HardwareUSDHour float64 `json:"hardware_usd_per_hour" default:"0" range:"[0,inf)" doc:"Serving hardware price, for the student's cost per 1M tokens."`
 }

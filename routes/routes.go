@@ -18,6 +18,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // SchemaVersion is the routes.json schema this package reads and writes.
@@ -103,6 +105,8 @@ type Prompt struct {
 	Template    string `json:"template" required:"true" doc:"Layout with the placeholders {instruction}, {text} and {labels}; contains {text}."`
 	Instruction string `json:"instruction" doc:"Text put in place of {instruction}; its own {labels} is filled too."`
 	System      string `json:"system" doc:"System message sent before the prompt (empty: none)."`
+	// MaxInputChars cuts the request text as training did (see CutText).
+	MaxInputChars int `json:"max_input_chars,omitempty" allowed:"[0,inf)" doc:"Input texts are cut to this many characters, at a word boundary, before rendering (0 or absent: no limit)."`
 }
 
 // Parser says how the answer is generated and read.
@@ -256,11 +260,30 @@ func writeFileAtomic(path string, data []byte) error {
 // then {instruction} and {labels} in the template; {text} last, so braces
 // inside the input are left alone.
 func (r *Routes) Render(text string) string {
+	text = CutText(text, r.Prompt.MaxInputChars)
 	labels := strings.Join(r.Labels, ", ")
 	instr := strings.ReplaceAll(r.Prompt.Instruction, "{labels}", labels)
 	out := strings.ReplaceAll(r.Prompt.Template, "{instruction}", instr)
 	out = strings.ReplaceAll(out, "{labels}", labels)
 	return strings.ReplaceAll(out, "{text}", text)
+}
+
+// CutText shortens text to at most n characters (n <= 0: no limit),
+// ending at the last white space in the final fifth of the cut when there
+// is one, so that words stay whole. Training and the harvest cut inputs
+// with it too (distill.PromptSpec), so the gateway renders requests as the
+// student saw them.
+func CutText(text string, n int) string {
+	if n <= 0 || utf8.RuneCountInString(text) <= n {
+		return text
+	}
+	r := []rune(text)[:n]
+	for i := len(r) - 1; i >= n*4/5; i-- {
+		if unicode.IsSpace(r[i]) {
+			return strings.TrimRightFunc(string(r[:i]), unicode.IsSpace)
+		}
+	}
+	return string(r)
 }
 
 // ParseAnswer reads the student's answer. In label mode it returns the label

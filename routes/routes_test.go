@@ -285,3 +285,23 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestCutText(t *testing.T) {
+	tests := []struct {
+		text string
+		n    int
+		want string
+	}{
+		{"short text", 0, "short text"},
+		{"short text", 10, "short text"},
+		{"the quick brown fox", 12, "the quick"},    // ends at a word boundary
+		{"abcdefghijklmnop", 8, "abcdefgh"},         // no space in the last fifth: a hard cut
+		{"héllo wörld and more", 11, "héllo wörld"}, // runes, not bytes
+		{"one two  three", 9, "one two"},            // trailing space trimmed
+	}
+	for _, tc := range tests {
+		if got := CutText(tc.text, tc.n); got != tc.want {
+			t.Errorf("CutText(%q, %d) = %q, want %q", tc.text, tc.n, got, tc.want)
+		}
+	}
+}

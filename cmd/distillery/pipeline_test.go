@@ -145,4 +145,18 @@ func TestQuickstartPipeline(t *testing.T) {
 	if again, _ := store.Latest(ctx, s, "fine-foods-sentiment"); again.Version != rel.Version {
 		t.Errorf("latest moved to %s after a failed gate", again.Version)
 	}
+	// The failed run's report compares with the published version and shows
+	// the student before distillation.
+	var rep struct {
+		Before   *float64 `json:"student_before_distillation"`
+		Previous *struct {
+			Version string `json:"version"`
+		} `json:"previous"`
+	}
+	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(runs, m.RecipeName, m.RunID, "eval", "report.json"))), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Before == nil || rep.Previous == nil || rep.Previous.Version != rel.Version {
+		t.Errorf("report: before %v, previous %+v (want %s)", rep.Before, rep.Previous, rel.Version)
+	}
 }
