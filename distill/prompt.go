@@ -16,9 +16,9 @@ type PromptSpec struct {
 	Instruction string
 	// MaxInputChars cuts the input text first (0: no limit); see routes.CutText.
 	MaxInputChars int
-	Labels      []string
-	System      string
-	FewShot     [][2]string // (input, answer) pairs, rendered through Template
+	Labels        []string
+	System        string
+	FewShot       [][2]string // (input, answer) pairs, rendered through Template
 }
 
 // Render fills the template for one input.
