@@ -57,7 +57,7 @@ $(VERSITYGW):
 test: tools
 	$(GO) vet ./...
 	DISTILLERY_REQUIRE_S3=1 PATH="$(GOBIN):$$PATH" $(GO) test -race $(NOCHECKPTR) $(RACE_PKGS)
-	$(GO) test ./distill/...  # the trainer and KD-loss tests are built without -race
+	$(GO) test -timeout 30m ./distill/...  # the trainer and KD-loss tests are built without -race
 	DISTILLERY_REQUIRE_TORCH=1 DISTILLERY_REQUIRE_CHROMIUM=1 $(GO) test -timeout 30m $(OTHER_PKGS)
 
 # Go benchmarks, then the same model shapes in PyTorch+OpenBLAS on this machine
