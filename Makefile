@@ -33,7 +33,7 @@ demo: build
 	scripts/demo.sh
 
 # Rebuilds the quickstart's tokenizer, teacher and student base from the vendored
-# reviews (about 25 min on 2 cores) and checks them against models/SHA256SUMS;
+# reviews (75 min on a shared 2-core machine) and checks them against models/SHA256SUMS;
 # `make teacher INSTALL=1` replaces models/ instead.
 teacher: build
 	scripts/build-teacher.sh $(if $(INSTALL),--install)
