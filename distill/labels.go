@@ -2,37 +2,16 @@ package distill
 
 import (
 	"math"
-	"sort"
 	"strings"
-	"unicode"
 
 	"github.com/distillery/distillery/datasets"
+	"github.com/distillery/distillery/routes"
 )
 
-// labelKey normalises a label or a token for matching: lower case, without
-// surrounding spaces and punctuation.
-func labelKey(s string) string {
-	return strings.ToLower(strings.TrimFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsPunct(r) }))
-}
-
 // ParseLabel finds the label an answer names: the label equal to the
-// answer, else the one it starts with (longest first), else "".
-func ParseLabel(answer string, labels []string) string {
-	a := labelKey(answer)
-	sorted := append([]string{}, labels...)
-	sort.Slice(sorted, func(i, j int) bool { return len(sorted[i]) > len(sorted[j]) })
-	for _, l := range sorted {
-		if labelKey(l) == a {
-			return l
-		}
-	}
-	for _, l := range sorted {
-		if k := labelKey(l); k != "" && strings.HasPrefix(a, k) {
-			return l
-		}
-	}
-	return ""
-}
+// answer, else the one it starts with (longest first), else "" (see
+// routes.ParseLabel, which the gateway uses too).
+func ParseLabel(answer string, labels []string) string { return routes.ParseLabel(answer, labels) }
 
 // LabelDist maps an answer onto the label set. With log-probabilities, the
 // first position whose token is not blank spreads its top-k mass over the
@@ -43,7 +22,7 @@ func LabelDist(resp Response, labels []string) []datasets.LabelProb {
 	probs := map[string]float64{}
 	pos := -1
 	for i, t := range resp.Tokens {
-		if labelKey(t.Token) != "" {
+		if routes.LabelKey(t.Token) != "" {
 			pos = i
 			break
 		}
@@ -60,10 +39,10 @@ func LabelDist(resp Response, labels []string) []datasets.LabelProb {
 	for _, alt := range resp.Tokens[pos].Top {
 		p := math.Exp(alt.Logprob)
 		listed += p
-		tk := labelKey(alt.Token)
+		tk := routes.LabelKey(alt.Token)
 		var match []string
 		for _, l := range labels {
-			if lk := labelKey(l); tk != "" && (strings.HasPrefix(lk, tk) || strings.HasPrefix(tk, lk)) {
+			if lk := routes.LabelKey(l); tk != "" && (strings.HasPrefix(lk, tk) || strings.HasPrefix(tk, lk)) {
 				match = append(match, l)
 			}
 		}

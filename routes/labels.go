@@ -6,12 +6,10 @@ import (
 	"unicode"
 )
 
-// The label matching below is a copy of distill.ParseLabel (routes must not
-// depend on the trainer); TestParseLabel holds both to the same cases.
-
-// labelKey normalises a label or an answer for matching: lower case,
-// without surrounding spaces and punctuation.
-func labelKey(s string) string {
+// LabelKey normalises a label, an answer or a token for matching: lower
+// case, without surrounding spaces and punctuation. The harvest, training,
+// eval and the gateway all match labels with it.
+func LabelKey(s string) string {
 	return strings.ToLower(strings.TrimFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsPunct(r) }))
 }
 
@@ -20,16 +18,16 @@ func labelKey(s string) string {
 // else "". Both sides are compared lower-cased, without surrounding spaces
 // and punctuation.
 func ParseLabel(answer string, labels []string) string {
-	a := labelKey(answer)
+	a := LabelKey(answer)
 	sorted := append([]string{}, labels...)
 	sort.Slice(sorted, func(i, j int) bool { return len(sorted[i]) > len(sorted[j]) })
 	for _, l := range sorted {
-		if labelKey(l) == a {
+		if LabelKey(l) == a {
 			return l
 		}
 	}
 	for _, l := range sorted {
-		if k := labelKey(l); k != "" && strings.HasPrefix(a, k) {
+		if k := LabelKey(l); k != "" && strings.HasPrefix(a, k) {
 			return l
 		}
 	}
