@@ -77,16 +77,8 @@ func modelPrune(c *cli.Context) error {
 			return err
 		}
 	}
-	b, err := model.NewBackend(c.String("backend"))
+	m, err := loadInputModel(c, in)
 	if err != nil {
-		return usageError("%v", err)
-	}
-	fmt.Fprintln(c.App.ErrWriter, model.DescribeBackend(b))
-	m, err := model.Load(in, model.LoadOptions{Backend: b})
-	if err != nil {
-		if os.IsNotExist(err) {
-			return usageError("%v", err)
-		}
 		return err
 	}
 	if max := m.Config.MaxPositionEmbeddings; max > 0 {
@@ -161,4 +153,19 @@ func readCalibration(path, field string, tok *model.Tokenizer, n, length int) ([
 		return nil, usageError("--calib %s: no non-empty %q texts", path, field)
 	}
 	return out, nil
+}
+
+// loadInputModel loads the checkpoint a model command transforms, on
+// --backend, naming the backend on stderr; a missing folder is a usage error.
+func loadInputModel(c *cli.Context, dir string) (*model.Model, error) {
+	b, err := model.NewBackend(c.String("backend"))
+	if err != nil {
+		return nil, usageError("%v", err)
+	}
+	fmt.Fprintln(c.App.ErrWriter, model.DescribeBackend(b))
+	m, err := model.Load(dir, model.LoadOptions{Backend: b})
+	if err != nil && os.IsNotExist(err) {
+		return nil, usageError("%v", err)
+	}
+	return m, err
 }

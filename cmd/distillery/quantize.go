@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"sort"
 	"time"
 
@@ -88,16 +87,8 @@ func modelQuantize(c *cli.Context) error {
 			}
 		}
 	}
-	b, err := model.NewBackend(c.String("backend"))
+	m, err := loadInputModel(c, in)
 	if err != nil {
-		return usageError("%v", err)
-	}
-	fmt.Fprintln(c.App.ErrWriter, model.DescribeBackend(b))
-	m, err := model.Load(in, model.LoadOptions{Backend: b})
-	if err != nil {
-		if os.IsNotExist(err) {
-			return usageError("%v", err)
-		}
 		return err
 	}
 	last := time.Now()
@@ -132,7 +123,7 @@ func modelQuantize(c *cli.Context) error {
 		if fpPPL, err = quantize.Perplexity(ctx, m, eval); err != nil {
 			return err
 		}
-		qm, err := quantize.Load(out, model.LoadOptions{Backend: b})
+		qm, err := quantize.Load(out, model.LoadOptions{Backend: m.Backend})
 		if err != nil {
 			return err
 		}
