@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/distillery/distillery/datasets"
@@ -119,9 +120,7 @@ func harvestExamples(sc *StageContext) ([]distill.Example, error) {
 		for _, e := range rows {
 			quota[e.Split]++
 		}
-		for s, n := range quota {
-			quota[s] = (n*limit + len(rows) - 1) / len(rows)
-		}
+		quota = splitQuotas(quota, limit)
 	}
 	var out []distill.Example
 	taken := map[string]int{}
@@ -133,6 +132,30 @@ func harvestExamples(sc *StageContext) ([]distill.Example, error) {
 		out = append(out, distill.Example{ID: e.ID, Text: e.Text, Label: e.Label, Split: e.Split})
 	}
 	return out, nil
+}
+
+// splitQuotas shares limit rows among splits in proportion to their sizes,
+// by largest remainder, so the quotas add up to exactly limit.
+func splitQuotas(sizes map[string]int, limit int) map[string]int {
+	total := 0
+	names := make([]string, 0, len(sizes))
+	for s, n := range sizes {
+		total += n
+		names = append(names, s)
+	}
+	sort.Strings(names)
+	quota := map[string]int{}
+	left := limit
+	for _, s := range names {
+		quota[s] = sizes[s] * limit / total
+		left -= quota[s]
+	}
+	rem := func(s string) int { return sizes[s] * limit % total }
+	sort.SliceStable(names, func(i, j int) bool { return rem(names[i]) > rem(names[j]) })
+	for i := 0; i < left; i++ {
+		quota[names[i]]++
+	}
+	return quota
 }
 
 // harvestOptions builds the harvest's settings and teacher client from the

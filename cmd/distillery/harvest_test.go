@@ -155,8 +155,8 @@ func TestDryRunEstimates(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &est); err != nil {
 		t.Fatal(err)
 	}
-	// 4,972 reviews of ~280 characters: tens of tokens each.
-	if est.UniquePrompts < 4900 || est.InputTokens < 100_000 || est.ExpectedUSD <= 0 || est.WorstCaseUSD < est.ExpectedUSD || !strings.Contains(est.Tokenizer, "qwen3") {
+	// The quickstart's max_examples: 800 reviews of ~280 characters, tens of tokens each.
+	if est.Examples != 800 || est.UniquePrompts < 790 || est.InputTokens < 40_000 || est.ExpectedUSD <= 0 || est.WorstCaseUSD < est.ExpectedUSD || !strings.Contains(est.Tokenizer, "qwen3") {
 		t.Errorf("estimate %+v", est)
 	}
 }
