@@ -88,15 +88,17 @@ func BuildSequences(rows []datasets.SoftLabel, o SequenceOptions) ([]Sequence, S
 		return nil, st, errors.New("the student tokenizer has no end-of-sequence token")
 	}
 	var labelIDs []int32
+	reserve := 0 // tokens kept free for any completion; 0: each row's own
 	if len(o.Labels) > 0 {
 		var err error
 		if labelIDs, err = LabelTokens(tok, o.Labels); err != nil {
 			return nil, st, err
 		}
+		reserve = LabelReserve(tok, o.Labels)
 	}
 	out := make([]Sequence, 0, len(rows))
 	for _, r := range rows {
-		s, trunc, err := buildSequence(r, o, labelIDs, eos[0])
+		s, trunc, err := buildSequence(r, o, labelIDs, eos[0], reserve)
 		if err != nil {
 			return nil, st, fmt.Errorf("sequence %s: %w", r.ID, err)
 		}
@@ -126,14 +128,27 @@ func (o SequenceOptions) prefix(prompt string) ([]int, error) {
 	return o.Tokenizer.Encode(text), nil
 }
 
-func buildSequence(r datasets.SoftLabel, o SequenceOptions, labelIDs []int32, eos int) (Sequence, bool, error) {
+// LabelReserve is the room a classification prompt leaves for its answer:
+// the longest label's tokens plus the end of turn. Every row is cut to the
+// same budget, whatever its own label: a cut that depended on the answer's
+// length would leak the label into the prompt's length, and a model would
+// learn to read it there.
+func LabelReserve(tok *model.Tokenizer, labels []string) int {
+	n := 0
+	for _, l := range labels {
+		n = max(n, len(tok.Encode(l)))
+	}
+	return n + 1
+}
+
+func buildSequence(r datasets.SoftLabel, o SequenceOptions, labelIDs []int32, eos, reserve int) (Sequence, bool, error) {
 	tok := o.Tokenizer
 	comp := tok.Encode(r.Completion)
 	comp = append(comp, eos)
 	if len(comp) >= o.MaxLen {
 		comp = comp[:o.MaxLen/2]
 	}
-	pre, truncated, err := o.PromptIDs(r, len(comp))
+	pre, truncated, err := o.PromptIDs(r, max(reserve, len(comp)))
 	if err != nil {
 		return Sequence{}, false, err
 	}

@@ -91,15 +91,18 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int, opts GenerateOpti
 	if err != nil {
 		return nil, err
 	}
-	logits, cache, err := m.step(idT, posT, cache)
+	last := make([]int32, b)
+	for i, p := range prompts {
+		last[i] = int32(len(p) - 1)
+	}
+	logits, cache, err := m.step(idT, posT, tensors.FromFlatDataAndDimensions(last, b), cache)
 	if err != nil {
 		return nil, err
 	}
 	v := m.Config.VocabSize
 	rows := make([][]float32, b)
-	for i, p := range prompts {
-		off := (i*prefill + len(p) - 1) * v
-		rows[i] = logits[off : off+v]
+	for i := range b {
+		rows[i] = logits[i*v : (i+1)*v]
 	}
 
 	rng := rand.New(rand.NewPCG(opts.Seed, 0xd15711))
@@ -149,7 +152,8 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int, opts GenerateOpti
 			}
 			ids[i] = int32(next[i][0])
 		}
-		logits, cache, err = m.step(tensors.FromFlatDataAndDimensions(ids, b, 1), tensors.FromFlatDataAndDimensions(pos, b, 1), cache)
+		logits, cache, err = m.step(tensors.FromFlatDataAndDimensions(ids, b, 1), tensors.FromFlatDataAndDimensions(pos, b, 1),
+			tensors.FromFlatDataAndDimensions(make([]int32, b), b), cache)
 		if err != nil {
 			return seqs, err
 		}
@@ -183,11 +187,13 @@ func (m *Model) emptyCache(b, length int) []*tensors.Tensor {
 }
 
 // step runs the cached forward pass and returns the logits on the host.
-func (m *Model) step(ids, pos *tensors.Tensor, cache []*tensors.Tensor) ([]float32, []*tensors.Tensor, error) {
+// Only the logits at last (one index per row) come back: [batch, vocab].
+func (m *Model) step(ids, pos, last *tensors.Tensor, cache []*tensors.Tensor) ([]float32, []*tensors.Tensor, error) {
 	args := m.args(ids, pos)
 	for _, c := range cache {
 		args = append(args, c)
 	}
+	args = append(args, last)
 	out, err := m.stepExec.Exec(args...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("forward step: %w", err)

@@ -74,6 +74,10 @@ type Inputs struct {
 	// Cache, when set, holds one KV per layer; the new keys and values are
 	// written at Positions and attention covers the whole cache (causally).
 	Cache []KV
+	// Last, when set ([batch] int32), keeps only the state at that index of
+	// each sequence before the head: logits are [batch, 1, vocab]. A prefill
+	// needs no more, and the head over every position costs as much as a layer.
+	Last *graph.Node
 }
 
 // Forward runs the decoder and returns logits [batch, seq, vocab] in f32,
@@ -98,6 +102,9 @@ func Forward(c *Config, p Params, in Inputs) (*graph.Node, []KV) {
 		h = RMSNorm(x, p.Get(pre+"post_attention_layernorm.weight"), c.RMSNormEps)
 		x = graph.Add(x, mlp(p, pre+"mlp", h))
 	}
+	if in.Last != nil {
+		x = graph.ExpandAxes(gatherRows(x, in.Last), 1)
+	}
 	x = RMSNorm(x, p.Get("model.norm.weight"), c.RMSNormEps)
 	var logits *graph.Node
 	if p.Has("lm_head.weight") {
@@ -106,6 +113,14 @@ func Forward(c *Config, p Params, in Inputs) (*graph.Node, []KV) {
 		logits = Dense(x, p.Get("model.embed_tokens.weight")) // tied embeddings
 	}
 	return graph.ConvertDType(logits, dtypes.Float32), out
+}
+
+// gatherRows picks x[i, idx[i], :] for each batch row i of x [b, s, d].
+func gatherRows(x, idx *graph.Node) *graph.Node {
+	b := x.Shape().Dimensions[0]
+	rows := graph.Iota(x.Graph(), shapes.Make(dtypes.Int32, b, 1), 0)
+	at := graph.Concatenate([]*graph.Node{rows, graph.Reshape(graph.ConvertDType(idx, dtypes.Int32), b, 1)}, 1)
+	return graph.Gather(x, at) // [b, d]
 }
 
 func embed(table, ids *graph.Node) *graph.Node {

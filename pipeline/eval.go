@@ -256,9 +256,13 @@ func (a *answerer) answer(ctx context.Context, so distill.SequenceOptions, rows 
 	var ans eval.Answers
 	tok := so.Tokenizer
 	maxNew := r.Teacher.MaxTokens
+	reserve := maxNew
+	if len(so.Labels) > 0 {
+		reserve = distill.LabelReserve(tok, so.Labels) // the cut training made
+	}
 	prompts := make([][]int, len(rows))
 	for i, row := range rows {
-		ids, _, err := so.PromptIDs(row, maxNew)
+		ids, _, err := so.PromptIDs(row, reserve)
 		if err != nil {
 			return ans, err
 		}
@@ -268,7 +272,9 @@ func (a *answerer) answer(ctx context.Context, so distill.SequenceOptions, rows 
 	// One request at a time, as a gateway serves them: each is timed.
 	for i, p := range prompts {
 		t0 := time.Now()
-		seqs, err := a.m.Generate(ctx, [][]int{p}, gen, nil)
+		g := gen
+		g.MaxNewTokens = min(maxNew, a.m.Config.MaxPositionEmbeddings-len(p))
+		seqs, err := a.m.Generate(ctx, [][]int{p}, g, nil)
 		if err != nil {
 			return ans, err
 		}
