@@ -28,10 +28,10 @@ func NewClassifier(m *model.Model, labelIDs []int32) (*Classifier, error) {
 	var err error
 	c.exec, err = m.NewExec(func(p model.Params, in []*graph.Node) []*graph.Node {
 		ids, answer, labels := in[0], in[1], in[2]
-		logits, _ := model.Forward(m.Config, p, model.Inputs{IDs: ids, Positions: positions(ids)})
-		v, s := logits.Shape().Dimensions[2], ids.Shape().Dimensions[1]
-		at := graph.OneHot(graph.MaxScalar(answer, 0), s, logits.DType())
-		row := graph.Dot(at, logits).General([]int{1}, []int{0}, []int{1}, []int{0}) // [B, V]
+		at := graph.ExpandAxes(graph.MaxScalar(answer, 0), 1) // [B, 1]: the head runs there only
+		logits, _ := model.Forward(m.Config, p, model.Inputs{IDs: ids, Positions: positions(ids), At: at})
+		v := logits.Shape().Dimensions[2]
+		row := graph.Reshape(logits, logits.Shape().Dimensions[0], v) // [B, V]
 		lp := graph.LogSoftmax(row, -1)
 		return []*graph.Node{model.Dense(lp, graph.OneHot(labels, v, lp.DType()))} // [B, L]
 	})

@@ -16,7 +16,7 @@ import (
 
 // quickstartRows reads n labelled reviews of a Fine Foods file as the
 // quickstart prompts them (gold labels as the answers).
-func quickstartRows(t *testing.T, file string, skip, n int) []datasets.SoftLabel {
+func quickstartRows(t testing.TB, file string, skip, n int) []datasets.SoftLabel {
 	f, err := os.Open(filepath.Join("..", "data", "fine-foods", file))
 	if err != nil {
 		t.Fatal(err)

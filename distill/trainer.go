@@ -337,7 +337,7 @@ func (t *trainer) evaluate() (evalResult, error) {
 	var right, labelled int
 	for off := 0; off < len(idx); off += t.o.BatchSize {
 		b := makeBatch(t.o.Val, idx[off:min(off+t.o.BatchSize, len(idx))], t.o.BatchSize, 1)
-		out, err := t.eval.Exec(t.weightArgs(b.ids, b.targets, b.ceMask, b.answer, t.labelIDs)...)
+		out, err := t.eval.Exec(t.weightArgs(append([]any{t.labelIDs}, b.evalArgs()...)...)...)
 		lab := tensors.MustCopyFlatData[int32](b.label)
 		b.finalize()
 		if err != nil {

@@ -282,3 +282,37 @@ func TestCheckpointOfOtherSettingsRefused(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// The compacted layout (the head only at the answer's positions) trains as
+// the dense one does: same losses, same weights, within float tolerance.
+func TestCompactTargetsMatchDense(t *testing.T) {
+	cfg := tinyConfig()
+	base := model.RandomWeights(cfg, 1, 0.05)
+	run := func(compact bool) (map[string][]float32, TrainResult) {
+		compactTargets = compact
+		defer func() { compactTargets = true }()
+		f := NewFullWeights(base, model.WeightShapes(cfg))
+		o := toyOptions(t, f, nil, "")
+		o.Train, o.Val = toySequencesLen(64, 9, 30), toySequencesLen(32, 10, 0)
+		o.Epochs, o.EvalEvery = 1, 2
+		sum, err := Train(context.Background(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.Values(), sum
+	}
+	a, sa := run(true)
+	b, sb := run(false)
+	var worst float64
+	for k, v := range a {
+		for i := range v {
+			worst = math.Max(worst, math.Abs(float64(v[i]-b[k][i])))
+		}
+	}
+	if worst > 1e-5 {
+		t.Errorf("weights differ by %g", worst)
+	}
+	if math.Abs(sa.FinalLoss-sb.FinalLoss) > 1e-5 || math.Abs(sa.ValLoss-sb.ValLoss) > 1e-5 || sa.ValAccuracy != sb.ValAccuracy || sa.Steps != sb.Steps {
+		t.Errorf("compact: %+v\ndense: %+v", sa, sb)
+	}
+}

@@ -99,6 +99,10 @@ func (gs *graphs) gradFn(g *graph.Graph, in []*graph.Node) []*graph.Node {
 	rng := in[nf+2*nt]
 	b := in[nf+2*nt+1:]
 	ids, targets, ceMask, topIDs, topLogp, topValid, kdMask := b[0], b[1], b[2], b[3], b[4], b[5], b[6]
+	var at *graph.Node // compacted batch: the positions the targets refer to
+	if len(b) > 7 {
+		at = b[7]
+	}
 	var drop func(*graph.Node, float64) *graph.Node
 	if gs.dropout {
 		drop = func(x *graph.Node, rate float64) *graph.Node {
@@ -112,7 +116,7 @@ func (gs *graphs) gradFn(g *graph.Graph, in []*graph.Node) []*graph.Node {
 		}
 	}
 	p, w := gs.params(in, drop)
-	logits, _ := model.Forward(gs.cfg, p, model.Inputs{IDs: ids, Positions: positions(ids)})
+	logits, _ := model.Forward(gs.cfg, p, model.Inputs{IDs: ids, Positions: positions(ids), At: at})
 	total, kd, ce := DistillLoss(gs.spec, logits, targets, ceMask, topIDs, topLogp, topValid, kdMask)
 	grads := graph.Gradient(total, w...)
 	out := []*graph.Node{total, kd, ce, rng}
@@ -162,22 +166,27 @@ func (gs *graphs) applyFn(g *graph.Graph, in []*graph.Node) []*graph.Node {
 	return append(out, norm)
 }
 
-// evalFn: (frozen, trainable, ids, targets, ceMask, answer, labelIDs) ->
-// (nll sum [B], token count [B], label logits [B, L]).
+// evalFn: (frozen, trainable, labelIDs, ids, targets, ceMask, answer[, at])
+// -> (nll sum [B], token count [B], label logits [B, L]). With at, the
+// targets are compacted and answer is a slot of at.
 func (gs *graphs) evalFn(g *graph.Graph, in []*graph.Node) []*graph.Node {
 	nf, nt := len(gs.frozen), len(gs.names)
-	ids, targets, ceMask, answer, labelIDs := in[nf+nt], in[nf+nt+1], in[nf+nt+2], in[nf+nt+3], in[nf+nt+4]
+	labelIDs, ids, targets, ceMask, answer := in[nf+nt], in[nf+nt+1], in[nf+nt+2], in[nf+nt+3], in[nf+nt+4]
+	var at *graph.Node
+	if len(in) > nf+nt+5 {
+		at = in[nf+nt+5]
+	}
 	p, _ := gs.params(in, nil)
-	logits, _ := model.Forward(gs.cfg, p, model.Inputs{IDs: ids, Positions: positions(ids)})
+	logits, _ := model.Forward(gs.cfg, p, model.Inputs{IDs: ids, Positions: positions(ids), At: at})
 	v := logits.Shape().Dimensions[2]
 	lp := graph.LogSoftmax(logits, -1)
 	nll := graph.Neg(graph.ReduceSum(graph.Mul(lp, graph.OneHot(targets, v, lp.DType())), -1))
 	nllSum := graph.ReduceSum(graph.Mul(nll, ceMask), 1)
 	count := graph.ReduceSum(ceMask, 1)
-	s := ids.Shape().Dimensions[1]
-	at := graph.OneHot(graph.MaxScalar(answer, 0), s, logits.DType())                  // [B, S]
-	rowLogits := graph.Dot(at, logits).General([]int{1}, []int{0}, []int{1}, []int{0}) // [B, V]
-	sel := graph.OneHot(labelIDs, v, logits.DType())                                   // [L, V]
-	labelLogits := model.Dense(rowLogits, sel)                                         // [B, L]
+	s := logits.Shape().Dimensions[1]
+	one := graph.OneHot(graph.MaxScalar(answer, 0), s, logits.DType())                  // [B, S]
+	rowLogits := graph.Dot(one, logits).General([]int{1}, []int{0}, []int{1}, []int{0}) // [B, V]
+	sel := graph.OneHot(labelIDs, v, logits.DType())                                    // [L, V]
+	labelLogits := model.Dense(rowLogits, sel)                                          // [B, L]
 	return []*graph.Node{nllSum, count, labelLogits}
 }

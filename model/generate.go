@@ -95,7 +95,7 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int, opts GenerateOpti
 	for i, p := range prompts {
 		last[i] = int32(len(p) - 1)
 	}
-	logits, cache, err := m.step(idT, posT, tensors.FromFlatDataAndDimensions(last, b), cache)
+	logits, cache, err := m.step(idT, posT, tensors.FromFlatDataAndDimensions(last, b, 1), cache)
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +153,7 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int, opts GenerateOpti
 			ids[i] = int32(next[i][0])
 		}
 		logits, cache, err = m.step(tensors.FromFlatDataAndDimensions(ids, b, 1), tensors.FromFlatDataAndDimensions(pos, b, 1),
-			tensors.FromFlatDataAndDimensions(make([]int32, b), b), cache)
+			tensors.FromFlatDataAndDimensions(make([]int32, b), b, 1), cache)
 		if err != nil {
 			return seqs, err
 		}
@@ -187,7 +187,7 @@ func (m *Model) emptyCache(b, length int) []*tensors.Tensor {
 }
 
 // step runs the cached forward pass and returns the logits on the host.
-// Only the logits at last (one index per row) come back: [batch, vocab].
+// Only the logits at last ([batch, 1]: one index per row) come back: [batch, vocab].
 func (m *Model) step(ids, pos, last *tensors.Tensor, cache []*tensors.Tensor) ([]float32, []*tensors.Tensor, error) {
 	args := m.args(ids, pos)
 	for _, c := range cache {

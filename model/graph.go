@@ -74,10 +74,11 @@ type Inputs struct {
 	// Cache, when set, holds one KV per layer; the new keys and values are
 	// written at Positions and attention covers the whole cache (causally).
 	Cache []KV
-	// Last, when set ([batch] int32), keeps only the state at that index of
-	// each sequence before the head: logits are [batch, 1, vocab]. A prefill
-	// needs no more, and the head over every position costs as much as a layer.
-	Last *graph.Node
+	// At, when set ([batch, n] int32), keeps only those positions of each
+	// sequence before the head: logits are [batch, n, vocab]. A prefill needs
+	// only the last position and a fine-tuning loss only the answer's; the
+	// head over every position can cost more than the layers (a large vocabulary).
+	At *graph.Node
 }
 
 // Forward runs the decoder and returns logits [batch, seq, vocab] in f32,
@@ -102,8 +103,8 @@ func Forward(c *Config, p Params, in Inputs) (*graph.Node, []KV) {
 		h = RMSNorm(x, p.Get(pre+"post_attention_layernorm.weight"), c.RMSNormEps)
 		x = graph.Add(x, mlp(p, pre+"mlp", h))
 	}
-	if in.Last != nil {
-		x = graph.ExpandAxes(gatherRows(x, in.Last), 1)
+	if in.At != nil {
+		x = gatherPositions(x, in.At)
 	}
 	x = RMSNorm(x, p.Get("model.norm.weight"), c.RMSNormEps)
 	var logits *graph.Node
@@ -115,12 +116,12 @@ func Forward(c *Config, p Params, in Inputs) (*graph.Node, []KV) {
 	return graph.ConvertDType(logits, dtypes.Float32), out
 }
 
-// gatherRows picks x[i, idx[i], :] for each batch row i of x [b, s, d].
-func gatherRows(x, idx *graph.Node) *graph.Node {
-	b := x.Shape().Dimensions[0]
-	rows := graph.Iota(x.Graph(), shapes.Make(dtypes.Int32, b, 1), 0)
-	at := graph.Concatenate([]*graph.Node{rows, graph.Reshape(graph.ConvertDType(idx, dtypes.Int32), b, 1)}, 1)
-	return graph.Gather(x, at) // [b, d]
+// gatherPositions picks x[i, at[i, j], :] from x [b, s, d]: [b, n, d].
+func gatherPositions(x, at *graph.Node) *graph.Node {
+	b, n := at.Shape().Dimensions[0], at.Shape().Dimensions[1]
+	rows := graph.Iota(x.Graph(), shapes.Make(dtypes.Int32, b, n, 1), 0)
+	idx := graph.Concatenate([]*graph.Node{rows, graph.Reshape(graph.ConvertDType(at, dtypes.Int32), b, n, 1)}, 2)
+	return graph.Gather(x, idx)
 }
 
 func embed(table, ids *graph.Node) *graph.Node {

@@ -242,7 +242,7 @@ func (m *Model) init() error {
 			for l := range nl {
 				cache[l] = KV{K: in[nw+2+2*l], V: in[nw+3+2*l]}
 			}
-			logits, kv := Forward(m.Config, m.params(in), Inputs{IDs: in[nw], Positions: in[nw+1], Cache: cache, Last: in[len(in)-1]})
+			logits, kv := Forward(m.Config, m.params(in), Inputs{IDs: in[nw], Positions: in[nw+1], Cache: cache, At: in[len(in)-1]})
 			out := []*graph.Node{logits}
 			for _, c := range kv {
 				out = append(out, c.K, c.V)
