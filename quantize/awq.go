@@ -10,13 +10,15 @@ import (
 )
 
 // GroupReport is the AWQ scale search of one group of linear layers that
-// share an input: the chosen α and the mean squared error of the group's
-// outputs against full precision (over all calibration tokens) with plain
-// round-to-nearest (α = 0) and with the chosen scales.
+// share an input: the chosen α and candidate family (Duo: AutoAWQ's duo
+// scaling) and the mean squared error of the group's outputs against full
+// precision (over all calibration tokens) with plain round-to-nearest
+// (α = 0) and with the chosen scales.
 type GroupReport struct {
 	Prev     string   `json:"prev"`    // where the inverse scales are folded: an RMSNorm or a linear layer
 	Modules  []string `json:"modules"` // the layers whose input channels are scaled
 	Alpha    float64  `json:"alpha"`
+	Duo      bool     `json:"duo,omitempty"` // the scales are x^α / w^(1-α), not x^α
 	MSERTN   float64  `json:"mse_rtn"`
 	MSEAWQ   float64  `json:"mse_awq"`
 	Clipped  bool     `json:"clipped,omitempty"`
@@ -84,11 +86,13 @@ type member struct {
 	quantize bool // converted to INT4 (false: stays 16-bit, scaled exactly)
 }
 
-// scaleSearch finds s = s_x^α per input channel (α on a grid in [0, 1))
-// minimising the output MSE of the quantized members, as AWQ does:
-// Q(W·diag(s))·diag(s)⁻¹ against W on the calibration inputs. tie maps each
-// input channel to the channel whose scale it shares (GQA: the query heads
-// of one KV head share the scale folded into v_proj), or is nil.
+// scaleSearch finds the per-input-channel scales s minimising the output
+// MSE of the quantized members, Q(W·diag(s))·diag(s)⁻¹ against W on the
+// calibration inputs, as AutoAWQ's _search_best_scale does: for each α of
+// the grid both of awqScales' candidates (plain and duo) are scored and the
+// best kept; plain α = 0 is RTN. tie maps each input channel to the
+// channel whose scale it shares (GQA: the query heads of one KV head share
+// the scale folded into v_proj), or is nil.
 func (q *quantizer) scaleSearch(members []member, st *inputStat, tie []int) (scales []float32, rep GroupReport, err error) {
 	in := st.dim
 	var rows int
@@ -100,24 +104,7 @@ func (q *quantizer) scaleSearch(members []member, st *inputStat, tie []int) (sca
 	if rows == 0 {
 		return nil, rep, nil
 	}
-	mean := st.absMean()
-	nred := in
-	if tie != nil {
-		nred = 0
-		for _, t := range tie {
-			nred = max(nred, t+1)
-		}
-		red := make([]float64, nred)
-		cnt := make([]int, nred)
-		for c, t := range tie {
-			red[t] += mean[c]
-			cnt[t]++
-		}
-		for t := range red {
-			red[t] /= float64(max(cnt[t], 1))
-		}
-		mean = red
-	}
+	xMean, wMean := reduceTied(st.absMean(), tie), reduceTied(weightMean(members, q.opts.GroupSize), tie)
 	gram := tensors.FromFlatDataAndDimensions(st.gram, in, in)
 	defer gram.FinalizeAll()
 	e := make([]float32, rows*in)
@@ -127,53 +114,45 @@ func (q *quantizer) scaleSearch(members []member, st *inputStat, tie []int) (sca
 	best := math.Inf(1)
 	for i := range q.opts.Grid {
 		alpha := float64(i) / float64(q.opts.Grid)
-		sr := make([]float64, nred)
-		lo, hi := math.Inf(1), 0.0
-		for c, x := range mean {
-			v := max(math.Pow(x, alpha), 1e-4)
-			sr[c] = v
-			lo, hi = min(lo, v), max(hi, v)
-		}
-		s := make([]float32, in)
-		for c := range in {
-			t := c
-			if tie != nil {
-				t = tie[c]
-			}
-			v := sr[t] / math.Sqrt(lo*hi)
-			if math.IsInf(v, 0) || math.IsNaN(v) {
-				v = 1
-			}
-			s[c] = float32(v)
-		}
-		r := 0
-		for _, m := range members {
-			if !m.quantize {
-				continue
-			}
-			for o := range m.out {
-				row := m.w[o*in : (o+1)*in]
-				for c, v := range row {
-					tmp[c] = v * s[c]
+		for _, duo := range []bool{false, true} {
+			sr := awqScales(xMean, wMean, alpha, duo)
+			s := make([]float32, in)
+			for c := range in {
+				if tie != nil {
+					s[c] = float32(sr[tie[c]])
+				} else {
+					s[c] = float32(sr[c])
 				}
-				fakeQuant4(deq, tmp, q.opts.GroupSize)
-				er := e[r*in : (r+1)*in]
-				for c, v := range row {
-					er[c] = deq[c]/s[c] - v
-				}
-				r++
 			}
-		}
-		sum, err := q.loss.quadSum(e, rows, in, gram)
-		if err != nil {
-			return nil, rep, fmt.Errorf("quantize: scale search: %w", err)
-		}
-		mse := sum / norm
-		if i == 0 {
-			rep.MSERTN = mse
-		}
-		if mse < best {
-			best, rep.Alpha, scales = mse, alpha, s
+			r := 0
+			for _, m := range members {
+				if !m.quantize {
+					continue
+				}
+				for o := range m.out {
+					row := m.w[o*in : (o+1)*in]
+					for c, v := range row {
+						tmp[c] = v * s[c]
+					}
+					fakeQuant4(deq, tmp, q.opts.GroupSize)
+					er := e[r*in : (r+1)*in]
+					for c, v := range row {
+						er[c] = deq[c]/s[c] - v
+					}
+					r++
+				}
+			}
+			sum, err := q.loss.quadSum(e, rows, in, gram)
+			if err != nil {
+				return nil, rep, fmt.Errorf("quantize: scale search: %w", err)
+			}
+			mse := sum / norm
+			if i == 0 && !duo {
+				rep.MSERTN = mse
+			}
+			if mse < best {
+				best, rep.Alpha, rep.Duo, scales = mse, alpha, duo, s
+			}
 		}
 	}
 	rep.MSEAWQ = best
@@ -181,6 +160,87 @@ func (q *quantizer) scaleSearch(members []member, st *inputStat, tie []int) (sca
 		rep.Modules = append(rep.Modules, m.name)
 	}
 	return scales, rep, nil
+}
+
+// awqScales is one AWQ candidate at α over the channels with mean input
+// magnitude x and mean normalised weight magnitude w (weightMean):
+// s = x^α (the paper's search), or with duo scaling (AutoAWQ's default)
+// s = x^α / (w^(1-α) + 1e-4), which also shrinks the columns that set their
+// groups' ranges. As in AutoAWQ, s is clamped at 1e-4 and normalised by
+// sqrt(max(s)·min(s)), and non-finite entries become 1.
+func awqScales(x, w []float64, alpha float64, duo bool) []float64 {
+	s := make([]float64, len(x))
+	lo, hi := math.Inf(1), 0.0
+	for c := range x {
+		v := math.Pow(x[c], alpha)
+		if duo {
+			v /= math.Pow(w[c], 1-alpha) + 1e-4
+		}
+		v = max(v, 1e-4)
+		s[c] = v
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	for c, v := range s {
+		v /= math.Sqrt(lo * hi)
+		if math.IsInf(v, 0) || math.IsNaN(v) {
+			v = 1
+		}
+		s[c] = v
+	}
+	return s
+}
+
+// weightMean is AutoAWQ's w_mean: per input channel, the mean over the
+// rows of the quantized members of |w| divided by the max |w| of its
+// (row, group of g channels).
+func weightMean(members []member, g int) []float64 {
+	in := members[0].in
+	mean := make([]float64, in)
+	rows := 0
+	for _, m := range members {
+		if !m.quantize {
+			continue
+		}
+		for o := range m.out {
+			row := m.w[o*in : (o+1)*in]
+			for start := 0; start < in; start += g {
+				var top float64
+				for _, v := range row[start : start+g] {
+					top = max(top, math.Abs(float64(v)))
+				}
+				for c, v := range row[start : start+g] {
+					mean[start+c] += math.Abs(float64(v)) / (top + 1e-6)
+				}
+			}
+			rows++
+		}
+	}
+	for c := range mean {
+		mean[c] /= float64(max(rows, 1))
+	}
+	return mean
+}
+
+// reduceTied averages v over the channels tie maps to the same index (v
+// itself when tie is nil).
+func reduceTied(v []float64, tie []int) []float64 {
+	if tie == nil {
+		return v
+	}
+	n := 0
+	for _, t := range tie {
+		n = max(n, t+1)
+	}
+	red := make([]float64, n)
+	cnt := make([]int, n)
+	for c, t := range tie {
+		red[t] += v[c]
+		cnt[t]++
+	}
+	for t := range red {
+		red[t] /= float64(max(cnt[t], 1))
+	}
+	return red
 }
 
 // clipSearch shrinks each (output row, group) range of w [out, in] to the

@@ -268,3 +268,84 @@ func meanKL(p, q [][][]float32) float64 {
 	}
 	return sum / float64(n)
 }
+
+// TestScaleSearchCandidates runs the scale search on synthetic groups and
+// checks it beats RTN's output MSE by half. With flat activations (every
+// |x| = 1) the plain candidates x^α are all RTN, so only AutoAWQ's duo
+// candidates x^α / w^(1-α), which shrink a heavy weight column that sets
+// its groups' ranges, can win: those cases fail if duo is not searched.
+func TestScaleSearchCandidates(t *testing.T) {
+	l, err := newLosses(testBackend(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.finalize()
+	const n, out, tokens, g = 64, 32, 256, 32
+	cases := []struct {
+		name    string
+		xBig    map[int]float32 // input channel -> |x| (others 1)
+		wBig    map[int]float32 // weight column -> factor
+		tie     bool            // GQA: channel c shares the scale of c mod n/2
+		wantDuo bool
+	}{
+		{name: "activation outlier", xBig: map[int]float32{5: 30}},
+		{name: "heavy weight column, flat activations", wBig: map[int]float32{3: 20, 40: 20}, wantDuo: true},
+		{name: "heavy weight column, GQA-tied scales", wBig: map[int]float32{3: 20, 3 + n/2: 20}, tie: true, wantDuo: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(21, 22))
+			st := &inputStat{dim: n, absSum: make([]float64, n), gram: make([]float32, n*n), tokens: tokens}
+			x := make([]float32, n)
+			for range tokens {
+				for c := range x {
+					m := float32(1)
+					if v, ok := tc.xBig[c]; ok {
+						m = v
+					}
+					if rng.IntN(2) == 0 {
+						m = -m
+					}
+					x[c] = m
+					st.absSum[c] += math.Abs(float64(m))
+				}
+				for a := range n {
+					for b := range n {
+						st.gram[a*n+b] += x[a] * x[b]
+					}
+				}
+			}
+			w := make([]float32, out*n)
+			for i := range w {
+				w[i] = float32(rng.NormFloat64())
+				if f, ok := tc.wBig[i%n]; ok {
+					w[i] *= f
+				}
+			}
+			var tie []int
+			if tc.tie {
+				tie = make([]int, n)
+				for c := range tie {
+					tie[c] = c % (n / 2)
+				}
+			}
+			q := &quantizer{opts: Options{GroupSize: g, Grid: 20}, loss: l}
+			s, rep, err := q.scaleSearch([]member{{name: "m", w: w, out: out, in: n, quantize: true}}, st, tie)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("alpha %.2f duo %v: output MSE RTN %.4g -> AWQ %.4g", rep.Alpha, rep.Duo, rep.MSERTN, rep.MSEAWQ)
+			if !(rep.MSEAWQ < 0.5*rep.MSERTN) {
+				t.Errorf("AWQ's output MSE %.4g is not below half of RTN's %.4g", rep.MSEAWQ, rep.MSERTN)
+			}
+			if tc.wantDuo && !rep.Duo {
+				t.Errorf("chose the plain scales at alpha %.2f, want duo scaling", rep.Alpha)
+			}
+			for c, k := range tie {
+				if s[c] != s[k] {
+					t.Errorf("tied channels %d and %d have scales %v and %v", c, k, s[c], s[k])
+				}
+			}
+		})
+	}
+}

@@ -17,12 +17,15 @@
 //	post_attention_layernorm -> gate_proj, up_proj
 //	up_proj (output rows)    -> down_proj
 //
-// For α on a grid of 20 points in [0, 1) the scales are s = s_x^α,
-// normalised by sqrt(max(s)·min(s)); each candidate is scored by the mean
-// squared error of the group's outputs against full precision,
-// Q(W·diag(s))·diag(s)⁻¹ against W, computed exactly over all calibration
-// tokens as trace(ΔW G ΔWᵀ)/tokens on the backend (α = 0 is plain RTN, so
-// the chosen scales never do worse than RTN on the calibration text). The
+// For α on a grid of 20 points in [0, 1) two candidates are tried: the
+// paper's s = s_x^α and AutoAWQ's default "duo scaling" s = s_x^α / s_w^(1-α),
+// s_w being the mean over the output rows of |w| divided by its group's
+// max |w|; both are normalised by sqrt(max(s)·min(s)). Each candidate is
+// scored by the mean squared error of the group's outputs against full
+// precision, Q(W·diag(s))·diag(s)⁻¹ against W, computed exactly over all
+// calibration tokens as trace(ΔW G ΔWᵀ)/tokens on the backend (plain α = 0
+// is RTN, so the chosen scales never do worse than RTN on the calibration
+// text). The
 // scored output is each linear layer's own output (AutoAWQ scores the whole
 // attention or MLP block). With ClipSearch, AWQ's clipping search then
 // shrinks every (output row, group) range to the clamp, among 10 steps down

@@ -1,6 +1,7 @@
 package quantize
 
 import (
+	"context"
 	"maps"
 	"math"
 	"math/rand/v2"
@@ -84,6 +85,21 @@ func randomSeqs(n, length, vocab int, seed uint64) [][]int {
 		for j := range out[i] {
 			out[i][j] = rng.IntN(vocab)
 		}
+	}
+	return out
+}
+
+// sampledSeqs samples n sequences of the given length from m
+// (temperature 1), each after a random first token.
+func sampledSeqs(t testing.TB, m *model.Model, n, length int, seed uint64) [][]int {
+	t.Helper()
+	gen, err := m.Generate(context.Background(), randomSeqs(n, 1, m.Config.VocabSize, seed), model.GenerateOptions{MaxNewTokens: length - 1, Temperature: 1, Seed: seed}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([][]int, n)
+	for i, s := range gen {
+		out[i] = append(slices.Clone(s.Prompt), s.IDs()...)
 	}
 	return out
 }

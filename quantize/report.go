@@ -210,6 +210,8 @@ type Variant struct {
 	Seconds       float64 `json:"quantize_seconds,omitempty"`
 	// PerplexityIncrease is Perplexity - the fp variant's.
 	PerplexityIncrease float64 `json:"perplexity_increase"`
+	// Groups is AWQ's scale search per group of layers.
+	Groups []GroupReport `json:"groups,omitempty"`
 }
 
 // Report sets full precision, RTN and AWQ side by side.
@@ -297,7 +299,7 @@ func Compare(ctx context.Context, fp *model.Model, calib, eval [][]int, opts Com
 			if err != nil {
 				return nil, err
 			}
-			v := Variant{Name: name, Method: method, GroupSize: g, Seconds: time.Since(start).Seconds()}
+			v := Variant{Name: name, Method: method, GroupSize: g, Seconds: time.Since(start).Seconds(), Groups: res.Groups}
 			rep.CalibrationTokens = max(rep.CalibrationTokens, res.CalibrationTokens)
 			var qm *model.Model
 			if opts.Dir != "" {

@@ -21,7 +21,12 @@ import (
 // default 128) calibrates; the evaluation samples are taken from the other
 // half (at most DISTILLERY_QUANT_EVAL_SAMPLES, default 128), so the two are
 // disjoint; DISTILLERY_QUANT_CALIB=FILE2 calibrates on another file
-// instead. Samples are cut at DISTILLERY_QUANT_LEN tokens (default 256).
+// instead. Samples are cut at DISTILLERY_QUANT_LEN tokens (default 128):
+// set it to the sequence length the checkpoint was trained with (128 for
+// base-lm and the teacher of models/build), not to max_position_embeddings
+// (256 there): positions beyond the trained length are out of distribution,
+// so their activations would skew the calibration statistics and their
+// perplexities would measure extrapolation rather than quantization error.
 // For group sizes 32, 64 and 128 the perplexity increase of AWQ (with clip
 // search) over fp must be below RTN's. DISTILLERY_QUANT_REPORT=PATH writes
 // the report as JSON.
@@ -36,7 +41,7 @@ func TestTrainedStudent(t *testing.T) {
 		}
 		return def
 	}
-	nCalib, nEval, length := envInt("DISTILLERY_QUANT_CALIB_SAMPLES", 128), envInt("DISTILLERY_QUANT_EVAL_SAMPLES", 128), envInt("DISTILLERY_QUANT_LEN", 256)
+	nCalib, nEval, length := envInt("DISTILLERY_QUANT_CALIB_SAMPLES", 128), envInt("DISTILLERY_QUANT_EVAL_SAMPLES", 128), envInt("DISTILLERY_QUANT_LEN", 128)
 	tok, err := model.LoadTokenizer(dir)
 	if err != nil {
 		t.Fatal(err)
