@@ -5,20 +5,9 @@ import (
 	"slices"
 
 	"github.com/gomlx/gomlx/core/tensors"
-)
 
-// bucketLen rounds a sequence length up to one of a few sizes (powers of
-// two and 1.5×), so that the trainer compiles few graph shapes.
-func bucketLen(n int) int {
-	b := 16
-	for b < n {
-		if b*3/2 >= n {
-			return b * 3 / 2
-		}
-		b *= 2
-	}
-	return b
-}
+	"github.com/distillery/distillery/model"
+)
 
 // epochBatches returns the micro-batches of one epoch as sequence indices.
 // The order depends only on seed and epoch, so a resumed run replays it.
@@ -59,14 +48,14 @@ type batch struct {
 	ceTokens                                                float64
 }
 
-// makeBatch pads the chosen sequences into tensors of rows × bucketLen with
+// makeBatch pads the chosen sequences into tensors of rows × model.PadLen(longest) with
 // k soft-target slots per position. Rows beyond len(idx) are all padding.
 func makeBatch(seqs []Sequence, idx []int, rows, k int) *batch {
 	maxLen := 1
 	for _, i := range idx {
 		maxLen = max(maxLen, len(seqs[i].IDs))
 	}
-	s := bucketLen(maxLen)
+	s := model.PadLen(maxLen)
 	b := &batch{rows: rows, seqLen: s}
 	ids := make([]int32, rows*s)
 	tg := make([]int32, rows*s)

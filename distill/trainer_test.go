@@ -258,10 +258,10 @@ func TestSchedule(t *testing.T) {
 	}
 }
 
-func TestBucketLen(t *testing.T) {
+func TestPadLen(t *testing.T) {
 	for _, tc := range [][2]int{{1, 16}, {16, 16}, {17, 24}, {24, 24}, {25, 32}, {33, 48}, {100, 128}, {129, 192}, {193, 256}} {
-		if got := bucketLen(tc[0]); got != tc[1] {
-			t.Errorf("bucketLen(%d) = %d, want %d", tc[0], got, tc[1])
+		if got := model.PadLen(tc[0]); got != tc[1] {
+			t.Errorf("PadLen(%d) = %d, want %d", tc[0], got, tc[1])
 		}
 	}
 }

@@ -86,7 +86,7 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int, opts GenerateOpti
 	cacheLen := min(bucket(total), m.Config.MaxPositionEmbeddings)
 	cache := m.emptyCache(b, cacheLen)
 
-	prefill := min(prefillBucket(maxPrompt), cacheLen)
+	prefill := min(PadLen(maxPrompt), cacheLen)
 	idT, posT, err := m.batch(prompts, prefill, 0)
 	if err != nil {
 		return nil, err
@@ -166,10 +166,10 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int, opts GenerateOpti
 // ErrTooLong reports a prompt that does not fit the model's context.
 var ErrTooLong = fmt.Errorf("sequence too long")
 
-// prefillBucket rounds a prompt length up to a power of two or 1.5 times
-// one (16, 24, 32, 48, 64, 96, ...): a prefill costs what its padded length
-// does, and a few more shapes compile.
-func prefillBucket(n int) int {
+// PadLen rounds a sequence length up to a power of two or 1.5 times one
+// (16, 24, 32, 48, 64, 96, ...): a pass costs what its padded length does,
+// and each length compiles its own graph, so a few sizes serve all.
+func PadLen(n int) int {
 	b := 16
 	for b < n {
 		if b*3/2 >= n {
