@@ -48,8 +48,8 @@ type batch struct {
 	ceTokens                                                float64
 }
 
-// makeBatch pads the chosen sequences into tensors of rows × model.PadLen(longest) with
-// k soft-target slots per position. Rows beyond len(idx) are all padding.
+// makeBatch pads the chosen sequences into tensors of rows × PadLen(longest)
+// with k soft-target slots per position. Rows beyond len(idx) are all padding.
 func makeBatch(seqs []Sequence, idx []int, rows, k int) *batch {
 	maxLen := 1
 	for _, i := range idx {
@@ -98,7 +98,7 @@ func makeBatch(seqs []Sequence, idx []int, rows, k int) *batch {
 	b.answer = tensors.FromFlatDataAndDimensions(ans, rows)
 	b.label = tensors.FromFlatDataAndDimensions(lab, rows)
 	n := s
-	if sel := lossSlots(tg, ce, kd, ans, rows, s); sel != nil && compactTargets {
+	if sel := lossSlots(ce, kd, ans, rows, s); sel != nil && compactTargets {
 		n = len(sel) / rows
 		at := make([]int32, rows*n)
 		ansAt := make([]int32, rows)
@@ -132,7 +132,7 @@ var compactTargets = true
 // lossSlots picks, per row, the positions the loss or the answer reads, in
 // order, padded with -1 to a common count n (a power of two, at least 4).
 // It returns nil when compacting would not save at least half the positions.
-func lossSlots(tg []int32, ce, kd []float32, ans []int32, rows, s int) []int {
+func lossSlots(ce, kd []float32, ans []int32, rows, s int) []int {
 	per := make([][]int, rows)
 	most := 0
 	for r := range rows {
