@@ -233,13 +233,7 @@ func TestGradAccumMatchesBigBatch(t *testing.T) {
 		return f.Values()
 	}
 	a, b := step(16, 1), step(8, 2)
-	var worst float64
-	for k, v := range a {
-		for i := range v {
-			worst = math.Max(worst, math.Abs(float64(v[i]-b[k][i])))
-		}
-	}
-	if worst > 1e-5 {
+	if worst := maxWeightDiff(a, b); worst > 1e-5 {
 		t.Errorf("accumulated update differs by %g", worst)
 	}
 }
@@ -303,16 +297,21 @@ func TestCompactTargetsMatchDense(t *testing.T) {
 	}
 	a, sa := run(true)
 	b, sb := run(false)
+	if worst := maxWeightDiff(a, b); worst > 1e-5 {
+		t.Errorf("weights differ by %g", worst)
+	}
+	if math.Abs(sa.FinalLoss-sb.FinalLoss) > 1e-5 || math.Abs(sa.ValLoss-sb.ValLoss) > 1e-5 || sa.ValAccuracy != sb.ValAccuracy || sa.Steps != sb.Steps {
+		t.Errorf("compact: %+v\ndense: %+v", sa, sb)
+	}
+}
+
+// maxWeightDiff is the largest absolute difference between two weight sets.
+func maxWeightDiff(a, b map[string][]float32) float64 {
 	var worst float64
 	for k, v := range a {
 		for i := range v {
 			worst = math.Max(worst, math.Abs(float64(v[i]-b[k][i])))
 		}
 	}
-	if worst > 1e-5 {
-		t.Errorf("weights differ by %g", worst)
-	}
-	if math.Abs(sa.FinalLoss-sb.FinalLoss) > 1e-5 || math.Abs(sa.ValLoss-sb.ValLoss) > 1e-5 || sa.ValAccuracy != sb.ValAccuracy || sa.Steps != sb.Steps {
-		t.Errorf("compact: %+v\ndense: %+v", sa, sb)
-	}
+	return worst
 }

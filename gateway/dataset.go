@@ -38,10 +38,9 @@ type datasetWriter struct {
 	path string
 	log  *slog.Logger
 
-	mu   sync.Mutex
-	buf  []byte
-	stop chan struct{}
-	done chan struct{}
+	mu      sync.Mutex
+	buf     []byte
+	flusher *flusher
 }
 
 const datasetBufMax = 1 << 20
@@ -56,20 +55,8 @@ func newDatasetWriter(path string, flushEvery time.Duration, log *slog.Logger) (
 		return nil, err
 	}
 	f.Close()
-	w := &datasetWriter{path: path, log: log, stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		t := time.NewTicker(flushEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-w.stop:
-				return
-			case <-t.C:
-				w.Flush()
-			}
-		}
-	}()
+	w := &datasetWriter{path: path, log: log}
+	w.flusher = startFlusher(flushEvery, w.Flush)
 	return w, nil
 }
 
@@ -126,11 +113,6 @@ func (w *datasetWriter) Close() {
 	if w == nil {
 		return
 	}
-	select {
-	case <-w.stop:
-	default:
-		close(w.stop)
-	}
-	<-w.done
+	w.flusher.stop()
 	w.Flush()
 }

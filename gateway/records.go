@@ -50,12 +50,11 @@ type rotatingWriter[T any] struct {
 	open        func(path string) (rowSink[T], error)
 	log         *slog.Logger
 
-	mu   sync.Mutex
-	cur  rowSink[T]
-	rows int
-	seq  int
-	stop chan struct{}
-	done chan struct{}
+	mu      sync.Mutex
+	cur     rowSink[T]
+	rows    int
+	seq     int
+	flusher *flusher
 }
 
 // rowSink is one open file.
@@ -69,21 +68,8 @@ func newRotatingWriter[T any](dir, prefix string, rowsPerFile int, flushEvery ti
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	w := &rotatingWriter[T]{dir: dir, prefix: prefix, rowsPerFile: rowsPerFile, open: open, log: log,
-		stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		t := time.NewTicker(flushEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-w.stop:
-				return
-			case <-t.C:
-				w.Flush()
-			}
-		}
-	}()
+	w := &rotatingWriter[T]{dir: dir, prefix: prefix, rowsPerFile: rowsPerFile, open: open, log: log}
+	w.flusher = startFlusher(flushEvery, w.Flush)
 	return w, nil
 }
 
@@ -132,13 +118,38 @@ func (w *rotatingWriter[T]) Close() {
 	if w == nil {
 		return
 	}
-	select {
-	case <-w.stop:
-	default:
-		close(w.stop)
-	}
-	<-w.done
+	w.flusher.stop()
 	w.Flush()
+}
+
+// flusher calls flush every interval until stopped.
+type flusher struct {
+	once       sync.Once
+	quit, done chan struct{}
+}
+
+func startFlusher(every time.Duration, flush func()) *flusher {
+	f := &flusher{quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-f.quit:
+				return
+			case <-t.C:
+				flush()
+			}
+		}
+	}()
+	return f
+}
+
+// stop ends the loop and waits for it; it may be called more than once.
+func (f *flusher) stop() {
+	f.once.Do(func() { close(f.quit) })
+	<-f.done
 }
 
 // parquetFile writes rows of T to a temp file, renamed to path on Close.
