@@ -83,8 +83,12 @@ fuzz:
 # scripts/gpu-check.sh. Bring the jax-cuda13-pjrt wheel's xla_cuda_plugin.so.
 gpu-check:
 	rm -rf dist/gpu-check && mkdir -p dist/gpu-check
-	CGO_ENABLED=1 $(GO) build -ldflags "$(LDFLAGS)" -o dist/gpu-check/distillery ./cmd/distillery
+	CGO_ENABLED=1 $(GO) build -ldflags "-s -w $(LDFLAGS)" -o dist/gpu-check/distillery ./cmd/distillery
 	cp -r model/testdata/golden dist/gpu-check/golden
+	mkdir -p dist/gpu-check/train
+	cp -r models/fine-foods-student-base dist/gpu-check/train/base
+	head -400 data/fine-foods/train.jsonl > dist/gpu-check/train/reviews.jsonl
+	cp scripts/gpu-check-train.yaml dist/gpu-check/train/recipe.yaml
 	cp scripts/gpu-check.sh dist/gpu-check/run.sh
 	tar czf dist/gpu-check.tar.gz -C dist gpu-check
 	@du -h dist/gpu-check.tar.gz

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
+	"github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 )
 
@@ -84,8 +85,6 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int, opts GenerateOpti
 			maxPrompt, opts.MaxNewTokens, m.Config.MaxPositionEmbeddings, ErrTooLong)
 	}
 	cacheLen := min(bucket(total), m.Config.MaxPositionEmbeddings)
-	cache := m.emptyCache(b, cacheLen)
-
 	prefill := min(PadLen(maxPrompt), cacheLen)
 	idT, posT, err := m.batch(prompts, prefill, 0)
 	if err != nil {
@@ -95,14 +94,21 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int, opts GenerateOpti
 	for i, p := range prompts {
 		last[i] = int32(len(p) - 1)
 	}
-	logits, cache, err := m.step(idT, posT, tensors.FromFlatDataAndDimensions(last, b, 1), cache)
+	pre, err := m.prefillExec(cacheLen)
 	if err != nil {
 		return nil, err
 	}
+	out, err := pre.Exec(m.args(idT, posT, tensors.FromFlatDataAndDimensions(last, b, 1))...)
+	if err != nil {
+		return nil, fmt.Errorf("prefill: %w", err)
+	}
+	logprobs := tensors.MustCopyFlatData[float32](out[0])
+	out[0].FinalizeAll()
+	cache := out[1:]
 	v := m.Config.VocabSize
 	rows := make([][]float32, b)
 	for i := range b {
-		rows[i] = logits[i*v : (i+1)*v]
+		rows[i] = logprobs[i*v : (i+1)*v]
 	}
 
 	rng := rand.New(rand.NewPCG(opts.Seed, 0xd15711))
@@ -152,13 +158,13 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int, opts GenerateOpti
 			}
 			ids[i] = int32(next[i][0])
 		}
-		logits, cache, err = m.step(tensors.FromFlatDataAndDimensions(ids, b, 1), tensors.FromFlatDataAndDimensions(pos, b, 1),
+		logprobs, cache, err = m.step(tensors.FromFlatDataAndDimensions(ids, b, 1), tensors.FromFlatDataAndDimensions(pos, b, 1),
 			tensors.FromFlatDataAndDimensions(make([]int32, b), b, 1), cache)
 		if err != nil {
 			return seqs, err
 		}
 		for i := range b {
-			rows[i] = logits[i*v : (i+1)*v]
+			rows[i] = logprobs[i*v : (i+1)*v]
 		}
 	}
 }
@@ -190,18 +196,38 @@ func bucket(n int) int {
 	return b
 }
 
-func (m *Model) emptyCache(b, length int) []*tensors.Tensor {
-	c := m.Config
-	out := make([]*tensors.Tensor, 2*c.NumHiddenLayers)
-	for i := range out {
-		t := tensors.FromShape(shapesFor(m.DType, b, c.NumKeyValueHeads, length, c.HeadDim))
-		out[i] = t
+// prefillExec returns the prefill compiled for caches of cacheLen
+// positions: it runs the prompts, builds the caches on the device (nothing
+// the size of a cache crosses from the host), and returns the log-probs at
+// each row's last prompt token, then the caches.
+func (m *Model) prefillExec(cacheLen int) (*graph.Exec, error) {
+	m.preMu.Lock()
+	defer m.preMu.Unlock()
+	if e, ok := m.pre[cacheLen]; ok {
+		return e, nil
 	}
-	return out
+	nw := len(m.names)
+	e, err := graph.NewExec(m.Backend, func(g *graph.Graph, in []*graph.Node) []*graph.Node {
+		logits, kv := Forward(m.Config, m.params(in), Inputs{IDs: in[nw], Positions: in[nw+1], CacheLen: cacheLen, At: in[nw+2]})
+		out := []*graph.Node{graph.LogSoftmax(logits, -1)}
+		for _, c := range kv {
+			out = append(out, c.K, c.V)
+		}
+		return out
+	})
+	if err != nil {
+		return nil, err
+	}
+	if m.pre == nil {
+		m.pre = map[int]*graph.Exec{}
+	}
+	m.pre[cacheLen] = e
+	return e, nil
 }
 
-// step runs the cached forward pass and returns the logits on the host.
-// Only the logits at last ([batch, 1]: one index per row) come back: [batch, vocab].
+// step runs the cached forward pass and returns log-probs on the host,
+// computed on the device. Only those at last ([batch, 1]: one index per row)
+// come back: [batch, vocab].
 func (m *Model) step(ids, pos, last *tensors.Tensor, cache []*tensors.Tensor) ([]float32, []*tensors.Tensor, error) {
 	args := m.args(ids, pos)
 	for _, c := range cache {
@@ -215,20 +241,19 @@ func (m *Model) step(ids, pos, last *tensors.Tensor, cache []*tensors.Tensor) ([
 	for _, c := range cache {
 		c.FinalizeAll()
 	}
-	logits := tensors.MustCopyFlatData[float32](out[0])
+	lp := tensors.MustCopyFlatData[float32](out[0])
 	out[0].FinalizeAll()
-	return logits, out[1:], nil
+	return lp, out[1:], nil
 }
 
-// choose picks the next token from logits and reports its log-probability
-// and the top alternatives under the untempered distribution.
-func choose(logits []float32, o GenerateOptions, rng *rand.Rand) Step {
-	lp := LogProbs(logits)
+// choose picks the next token from a row of log-probs and reports its
+// log-probability and the top alternatives under the untempered distribution.
+func choose(lp []float32, o GenerateOptions, rng *rand.Rand) Step {
 	var id int
 	if o.Temperature <= 0 {
 		id = argmax(lp)
 	} else {
-		id = sample(logits, o.Temperature, o.TopP, rng)
+		id = sample(lp, o.Temperature, o.TopP, rng)
 	}
 	st := Step{ID: id, Logprob: lp[id]}
 	if o.TopLogprobs > 0 {
@@ -255,17 +280,25 @@ func LogProbs(logits []float32) []float32 {
 	return out
 }
 
-// TopTokens returns the k largest entries, largest first (ties: lower id first).
+// TopTokens returns the k largest entries, largest first (ties: lower id
+// first). It keeps a sorted list of k while scanning, not a sort of the
+// whole vocabulary: a step's top-20 of 128k log-probs costs one pass.
 func TopTokens(lp []float32, k int) []TokenProb {
 	k = min(k, len(lp))
-	idx := make([]int, len(lp))
-	for i := range idx {
-		idx[i] = i
+	out := make([]TokenProb, 0, k)
+	if k <= 0 {
+		return out
 	}
-	sort.SliceStable(idx, func(a, b int) bool { return lp[idx[a]] > lp[idx[b]] })
-	out := make([]TokenProb, k)
-	for i := range k {
-		out[i] = TokenProb{ID: idx[i], Logprob: lp[idx[i]]}
+	for id, x := range lp {
+		if len(out) == k && !(x > out[k-1].Logprob) {
+			continue
+		}
+		i := sort.Search(len(out), func(j int) bool { return out[j].Logprob < x })
+		if len(out) < k {
+			out = append(out, TokenProb{})
+		}
+		copy(out[i+1:], out[i:len(out)-1])
+		out[i] = TokenProb{ID: id, Logprob: x}
 	}
 	return out
 }
@@ -280,26 +313,35 @@ func argmax(v []float32) int {
 	return best
 }
 
-// sample draws from softmax(logits/temperature), restricted to the
-// smallest set of tokens whose mass reaches topP.
-func sample(logits []float32, temperature, topP float64, rng *rand.Rand) int {
-	scaled := make([]float32, len(logits))
-	for i, x := range logits {
+// sample draws from softmax(lp/temperature) (lp: log-probs or logits of
+// a row), restricted to the smallest set of tokens whose mass reaches topP.
+func sample(lp []float32, temperature, topP float64, rng *rand.Rand) int {
+	scaled := make([]float32, len(lp))
+	for i, x := range lp {
 		scaled[i] = float32(float64(x) / temperature)
 	}
-	lp := LogProbs(scaled)
-	idx := make([]int, len(lp))
+	p := LogProbs(scaled)
+	if topP <= 0 || topP >= 1 {
+		// No nucleus: one pass in id order, no sort of the vocabulary.
+		r := rng.Float64()
+		var acc float64
+		for id, x := range p {
+			acc += math.Exp(float64(x))
+			if r < acc {
+				return id
+			}
+		}
+		return argmax(p) // the sum fell short of r by rounding
+	}
+	idx := make([]int, len(p))
 	for i := range idx {
 		idx[i] = i
 	}
-	sort.Slice(idx, func(a, b int) bool { return lp[idx[a]] > lp[idx[b]] })
-	if topP <= 0 || topP > 1 {
-		topP = 1
-	}
+	sort.Slice(idx, func(a, b int) bool { return p[idx[a]] > p[idx[b]] })
 	var mass float64
 	cut := len(idx)
 	for i, id := range idx {
-		mass += math.Exp(float64(lp[id]))
+		mass += math.Exp(float64(p[id]))
 		if mass >= topP {
 			cut = i + 1
 			break
@@ -308,7 +350,7 @@ func sample(logits []float32, temperature, topP float64, rng *rand.Rand) int {
 	r := rng.Float64() * mass
 	var acc float64
 	for _, id := range idx[:cut] {
-		acc += math.Exp(float64(lp[id]))
+		acc += math.Exp(float64(p[id]))
 		if r < acc {
 			return id
 		}

@@ -74,6 +74,10 @@ type Inputs struct {
 	// Cache, when set, holds one KV per layer; the new keys and values are
 	// written at Positions and attention covers the whole cache (causally).
 	Cache []KV
+	// CacheLen, when > 0 and Cache is nil, makes the pass a prefill: it
+	// returns fresh caches of CacheLen positions that hold this pass's keys
+	// and values, built on the device. Positions must be 0..seq-1 in every row.
+	CacheLen int
 	// At, when set ([batch, n] int32), keeps only those positions of each
 	// sequence before the head: logits are [batch, n, vocab]. A prefill needs
 	// only the last position and a fine-tuning loss only the answer's; the
@@ -82,8 +86,8 @@ type Inputs struct {
 }
 
 // Forward runs the decoder and returns logits [batch, seq, vocab] in f32,
-// plus the updated caches when in.Cache is set. Without a cache, attention
-// is causal within the sequence.
+// plus the updated caches when in.Cache or in.CacheLen is set. Without a
+// cache, attention is causal within the sequence.
 func Forward(c *Config, p Params, in Inputs) (*graph.Node, []KV) {
 	x := embed(p.Get("model.embed_tokens.weight"), in.IDs)
 	cos, sin := rope(c, in.Positions)
@@ -95,8 +99,8 @@ func Forward(c *Config, p Params, in Inputs) (*graph.Node, []KV) {
 		if in.Cache != nil {
 			cache = &in.Cache[l]
 		}
-		a, kv := attention(c, p, pre+"self_attn", h, cos, sin, in.Positions, cache)
-		if cache != nil {
+		a, kv := attention(c, p, pre+"self_attn", h, cos, sin, in.Positions, cache, in.CacheLen)
+		if cache != nil || in.CacheLen > 0 {
 			out = append(out, kv)
 		}
 		x = graph.Add(x, a)
@@ -163,7 +167,7 @@ func applyRope(x, cos, sin *graph.Node) *graph.Node {
 	return graph.Add(graph.Mul(x, cos), graph.Mul(rot, sin))
 }
 
-func attention(c *Config, p Params, pre string, h, cos, sin, positions *graph.Node, cache *KV) (*graph.Node, KV) {
+func attention(c *Config, p Params, pre string, h, cos, sin, positions *graph.Node, cache *KV, cacheLen int) (*graph.Node, KV) {
 	dims := h.Shape().Dimensions
 	b, s := dims[0], dims[1]
 	nh, nkv, hd := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim
@@ -186,6 +190,8 @@ func attention(c *Config, p Params, pre string, h, cos, sin, positions *graph.No
 		kv = KV{K: k, V: v}
 		maxLen := cache.K.Shape().Dimensions[2]
 		keyPos = graph.BroadcastToDims(graph.Iota(h.Graph(), shapes.Make(positions.DType(), 1, maxLen), 1), b, maxLen)
+	} else if cacheLen > 0 {
+		kv = KV{K: padCache(k, cacheLen), V: padCache(v, cacheLen)}
 	}
 	// Causal mask: a query at position p sees keys at positions <= p.
 	mask := graph.LessOrEqual(graph.ExpandAxes(keyPos, 1), graph.ExpandAxes(positions, -1)) // [b, s_q, s_k]
@@ -212,6 +218,17 @@ func writeCache(cache, nw, positions *graph.Node) *graph.Node {
 	keep := graph.OneMinus(graph.ReduceSum(oh, 1))                                          // [b, max]
 	upd := graph.ConvertDType(dot(oh, nw).Einsum("bsm,bksd->bkmd"), cache.DType())
 	return graph.Add(graph.Mul(cache, graph.ExpandAxes(keep, 1, -1)), upd)
+}
+
+// padCache extends a prefill's [b, kv, s, hd] keys or values with zeros to
+// [b, kv, cacheLen, hd]: the cache as if each had been written at 0..s-1.
+func padCache(x *graph.Node, cacheLen int) *graph.Node {
+	d := x.Shape().Dimensions
+	if d[2] >= cacheLen {
+		return x
+	}
+	zeros := graph.Zeros(x.Graph(), shapes.Make(x.DType(), d[0], d[1], cacheLen-d[2], d[3]))
+	return graph.Concatenate([]*graph.Node{x, zeros}, 2)
 }
 
 func mlp(p Params, pre string, h *graph.Node) *graph.Node {

@@ -30,6 +30,10 @@ type Model struct {
 	stepExec *graph.Exec
 	initErr  error
 
+	// Generate's prefills, one per cache length (generate.go).
+	preMu sync.Mutex
+	pre   map[int]*graph.Exec
+
 	// MeanHidden's pooled forward pass (hidden.go).
 	hidOnce sync.Once
 	hidExec *graph.Exec
@@ -243,7 +247,7 @@ func (m *Model) init() error {
 				cache[l] = KV{K: in[nw+2+2*l], V: in[nw+3+2*l]}
 			}
 			logits, kv := Forward(m.Config, m.params(in), Inputs{IDs: in[nw], Positions: in[nw+1], Cache: cache, At: in[len(in)-1]})
-			out := []*graph.Node{logits}
+			out := []*graph.Node{graph.LogSoftmax(logits, -1)}
 			for _, c := range kv {
 				out = append(out, c.K, c.V)
 			}

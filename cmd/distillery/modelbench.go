@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -32,6 +34,7 @@ func modelBenchCommand() *cli.Command {
 			&cli.IntFlag{Name: "iters", Value: 3, Usage: "timed iterations (after one warm-up that compiles)"},
 			&cli.IntFlag{Name: "new-tokens", Value: 32, Usage: "tokens generated per sequence in the generation check (0: skip)"},
 			&cli.StringFlag{Name: "dtype", Value: "f32", Usage: "compute dtype: f32 or bf16"},
+			&cli.StringFlag{Name: "cpuprofile", Usage: "write a Go CPU profile of the timed passes to this file"},
 			backendFlag, jsonFlag,
 		},
 		Action: modelBench,
@@ -73,12 +76,26 @@ func modelBench(c *cli.Context) error {
 		}
 	}
 	res := map[string]any{"backend": m.Backend.Name(), "batch": batch, "seq": seq, "layers": m.Config.NumHiddenLayers, "hidden": m.Config.HiddenSize}
-	if _, err := m.Logits(ids); err != nil { // compile
+	// The forward pass is timed as a prefill: all positions computed, the
+	// last one's logits returned, as a server uses it. Returning every
+	// position's logits would time a [batch, seq, vocab] copy to the host.
+	prefill := model.GenerateOptions{MaxNewTokens: 1}
+	if _, err := m.Generate(context.Background(), ids, prefill, nil); err != nil { // compile
 		return err
+	}
+	if f := c.String("cpuprofile"); f != "" {
+		out, err := os.Create(f)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(out); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); out.Close() }()
 	}
 	start := time.Now()
 	for range c.Int("iters") {
-		if _, err := m.Logits(ids); err != nil {
+		if _, err := m.Generate(context.Background(), ids, prefill, nil); err != nil {
 			return err
 		}
 	}
