@@ -37,7 +37,8 @@ func newHNSW(m, efConstruction, efSearch int, seed uint64) *hnsw {
 		rng: rand.New(rand.NewPCG(seed, 0x4e5357)), entry: -1}
 }
 
-func dot(a, b []float32) float32 {
+// dotGeneric is the portable dot product; dot uses AVX2 where it can (dot_simd.go).
+func dotGeneric(a, b []float32) float32 {
 	var s0, s1, s2, s3 float32
 	n := len(a)
 	i := 0
