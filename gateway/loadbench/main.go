@@ -7,6 +7,8 @@
 // PATH, nginx with proxy_pass to it, and `distillery serve --config` with
 // the stub as its premium tier. An open-loop generator sends -rps requests
 // a second to each path in turn: direct to the stub, through nginx,
+// through a minimal Go reverse proxy (net/http/httputil, this binary run
+// with -reverse-proxy: the floor of any net/http proxy on the machine),
 // through the gateway's proxy path (a cache miss: temperature 1), and the
 // gateway's exact-match cache path (temperature 0, answered from the
 // cache). Added latency is each path's latency percentile minus the direct
@@ -24,6 +26,8 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,7 +44,13 @@ func main() {
 	bin := flag.String("distillery", "bin/distillery", "the distillery binary")
 	rps := flag.Int("rps", 1000, "requests per second")
 	dur := flag.Duration("duration", 10*time.Second, "duration of each path's run")
+	revProxy := flag.String("reverse-proxy", "", "internal: serve a plain httputil reverse proxy to this URL on -listen")
+	listenAddr := flag.String("listen", "", "internal: the reverse proxy's address")
 	flag.Parse()
+	if *revProxy != "" {
+		serveReverseProxy(*revProxy, *listenAddr)
+		return
+	}
 	tmp, err := os.MkdirTemp("", "loadbench")
 	if err != nil {
 		log.Fatal(err)
@@ -81,6 +91,18 @@ http {
 		paths = append(paths, struct{ name, url, body string }{"nginx", "http://127.0.0.1:" + port + "/v1/chat/completions", body(1)})
 	} else {
 		fmt.Println("nginx not found: no baseline")
+	}
+
+	if self, err := os.Executable(); err == nil {
+		port := freePort()
+		cmd := exec.Command(self, "-reverse-proxy", upURL, "-listen", "127.0.0.1:"+port)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			log.Fatal(err)
+		}
+		defer cmd.Process.Kill()
+		waitUp("http://127.0.0.1:" + port + "/v1/chat/completions")
+		paths = append(paths, struct{ name, url, body string }{"go-reverse-proxy", "http://127.0.0.1:" + port + "/v1/chat/completions", body(1)})
 	}
 
 	gwPort := freePort()
@@ -126,7 +148,7 @@ limits: {max_inflight: 8192}
 	}
 	fmt.Println()
 	fmt.Println("added latency over direct (p50, p99):")
-	for _, n := range []string{"nginx", "gateway-proxy", "gateway-cache-hit"} {
+	for _, n := range []string{"nginx", "go-reverse-proxy", "gateway-proxy", "gateway-cache-hit"} {
 		if _, ok := res[n]; !ok {
 			continue
 		}
@@ -141,7 +163,24 @@ limits: {max_inflight: 8192}
 				ratio(a50, n50), ratio(a99, n99), float64(res[n].p50)/float64(res["nginx"].p50), float64(res[n].p99)/float64(res["nginx"].p99))
 		}
 	}
+	if g, ok := res["go-reverse-proxy"]; ok {
+		r := res["gateway-proxy"]
+		fmt.Printf("  gateway-proxy over go-reverse-proxy: p50 %+.3f ms, p99 %+.3f ms (the gateway's own work)\n",
+			ms(r.p50-g.p50), ms(r.p99-g.p99))
+	}
 	semantic()
+}
+
+// serveReverseProxy is the baseline a Go proxy cannot beat: net/http's
+// server and client with nothing in between.
+func serveReverseProxy(upstream, addr string) {
+	u, err := url.Parse(upstream)
+	if err != nil {
+		log.Fatal(err)
+	}
+	p := httputil.NewSingleHostReverseProxy(u)
+	p.Transport = &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: time.Minute}
+	log.Fatal(http.ListenAndServe(addr, p))
 }
 
 func ratio(a, b time.Duration) float64 {
