@@ -42,38 +42,53 @@ func TestForwardRuns(t *testing.T) {
 }
 
 // The KV-cached generation must pick the same tokens, with the same
-// log-probabilities, as argmax over full forward passes.
+// log-probabilities, as argmax over full forward passes: with a cache longer
+// than the prefill, and with one exactly as long (30 + 2 tokens fill 32).
 func TestGenerateMatchesFullForward(t *testing.T) {
 	cfg := tinyConfig()
 	m, err := New(cfg, RandomWeights(cfg, 2, 0.3), WeightShapes(cfg), LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	prompts := [][]int{{1, 2, 3, 4, 5}, {7, 8}, {9}}
-	seqs, err := m.Generate(context.Background(), prompts, GenerateOptions{MaxNewTokens: 12, TopLogprobs: 3}, nil)
-	if err != nil {
-		t.Fatal(err)
+	long := make([]int, 30)
+	for i := range long {
+		long[i] = (i*7 + 3) % cfg.VocabSize
 	}
-	for i, p := range prompts {
-		ids := append([]int{}, p...)
-		for step, st := range seqs[i].Steps {
-			full, err := m.Logits([][]int{ids})
+	for _, tc := range []struct {
+		name    string
+		prompts [][]int
+		newTok  int
+	}{
+		{"mixed lengths", [][]int{{1, 2, 3, 4, 5}, {7, 8}, {9}}, 12},
+		{"cache exactly full", [][]int{long, {4, 5, 6}}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			seqs, err := m.Generate(context.Background(), tc.prompts, GenerateOptions{MaxNewTokens: tc.newTok, TopLogprobs: 3}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			lp := LogProbs(full[0][len(ids)-1])
-			want := argmax(lp)
-			if st.ID != want || math.Abs(float64(st.Logprob-lp[want])) > 1e-4 {
-				t.Fatalf("seq %d step %d: cached %d (%v), full %d (%v)", i, step, st.ID, st.Logprob, want, lp[want])
+			for i, p := range tc.prompts {
+				ids := append([]int{}, p...)
+				for step, st := range seqs[i].Steps {
+					full, err := m.Logits([][]int{ids})
+					if err != nil {
+						t.Fatal(err)
+					}
+					lp := LogProbs(full[0][len(ids)-1])
+					want := argmax(lp)
+					if st.ID != want || math.Abs(float64(st.Logprob-lp[want])) > 1e-4 {
+						t.Fatalf("seq %d step %d: cached %d (%v), full %d (%v)", i, step, st.ID, st.Logprob, want, lp[want])
+					}
+					if len(st.Top) != 3 || st.Top[0].ID != want {
+						t.Fatalf("top: %+v", st.Top)
+					}
+					ids = append(ids, st.ID)
+				}
+				if seqs[i].FinishReason != "length" || len(seqs[i].Steps) != tc.newTok {
+					t.Errorf("seq %d: %s after %d", i, seqs[i].FinishReason, len(seqs[i].Steps))
+				}
 			}
-			if len(st.Top) != 3 || st.Top[0].ID != want {
-				t.Fatalf("top: %+v", st.Top)
-			}
-			ids = append(ids, st.ID)
-		}
-		if seqs[i].FinishReason != "length" || len(seqs[i].Steps) != 12 {
-			t.Errorf("seq %d: %s after %d", i, seqs[i].FinishReason, len(seqs[i].Steps))
-		}
+		})
 	}
 }
 
