@@ -82,13 +82,8 @@ http {
 `, tmp, upLn.Addr().String(), port)
 		os.WriteFile(filepath.Join(tmp, "nginx.conf"), []byte(conf), 0o644)
 		cmd := exec.Command(nginx, "-c", filepath.Join(tmp, "nginx.conf"), "-g", "daemon off;")
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			log.Fatal(err)
-		}
-		defer cmd.Process.Kill()
-		waitUp("http://127.0.0.1:" + port + "/v1/chat/completions")
-		paths = append(paths, struct{ name, url, body string }{"nginx", "http://127.0.0.1:" + port + "/v1/chat/completions", body(1)})
+		defer startProxy(cmd, port).Kill()
+		paths = append(paths, struct{ name, url, body string }{"nginx", chatURL(port), body(1)})
 	} else {
 		fmt.Println("nginx not found: no baseline")
 	}
@@ -96,13 +91,8 @@ http {
 	if self, err := os.Executable(); err == nil {
 		port := freePort()
 		cmd := exec.Command(self, "-reverse-proxy", upURL, "-listen", "127.0.0.1:"+port)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			log.Fatal(err)
-		}
-		defer cmd.Process.Kill()
-		waitUp("http://127.0.0.1:" + port + "/v1/chat/completions")
-		paths = append(paths, struct{ name, url, body string }{"go-reverse-proxy", "http://127.0.0.1:" + port + "/v1/chat/completions", body(1)})
+		defer startProxy(cmd, port).Kill()
+		paths = append(paths, struct{ name, url, body string }{"go-reverse-proxy", chatURL(port), body(1)})
 	}
 
 	gwPort := freePort()
@@ -123,7 +113,7 @@ limits: {max_inflight: 8192}
 		log.Fatal(err)
 	}
 	defer func() { gw.Process.Signal(os.Interrupt); gw.Wait() }()
-	gwURL := "http://127.0.0.1:" + gwPort + "/v1/chat/completions"
+	gwURL := chatURL(gwPort)
 	waitUp("http://127.0.0.1:" + gwPort + "/readyz")
 	// Warm the exact-match entry.
 	for range 3 {
@@ -170,6 +160,18 @@ limits: {max_inflight: 8192}
 	}
 	semantic()
 }
+
+// startProxy starts a proxy listening on port and waits until it answers.
+func startProxy(cmd *exec.Cmd, port string) *os.Process {
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	waitUp(chatURL(port))
+	return cmd.Process
+}
+
+func chatURL(port string) string { return "http://127.0.0.1:" + port + "/v1/chat/completions" }
 
 // serveReverseProxy is the baseline a Go proxy cannot beat: net/http's
 // server and client with nothing in between.
