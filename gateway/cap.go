@@ -37,8 +37,7 @@ type premiumCap struct {
 	total   float64 // sums over the live buckets
 	premium float64
 	dirty   bool
-	stop    chan struct{}
-	done    chan struct{}
+	persist *flusher // saves the state every persistEvery when path is set
 }
 
 type capBucket struct {
@@ -64,8 +63,7 @@ func newPremiumCap(cfg CapConfig, now func() time.Time) (*premiumCap, error) {
 		if err := c.load(); err != nil {
 			return nil, err
 		}
-		c.stop, c.done = make(chan struct{}), make(chan struct{})
-		go c.persistLoop()
+		c.persist = startFlusher(persistEvery, func() { c.save() })
 	}
 	return c, nil
 }
@@ -219,28 +217,13 @@ func (c *premiumCap) save() error {
 	return writeAtomic(c.path, raw)
 }
 
-func (c *premiumCap) persistLoop() {
-	defer close(c.done)
-	t := time.NewTicker(persistEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-t.C:
-			c.save()
-		}
-	}
-}
-
 // Close stops persisting and writes the final state.
 func (c *premiumCap) Close() error {
-	if c == nil || c.stop == nil {
+	if c == nil || c.persist == nil {
 		return nil
 	}
-	close(c.stop)
-	<-c.done
-	c.stop = nil
+	c.persist.stop()
+	c.persist = nil
 	return c.save()
 }
 
